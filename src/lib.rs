@@ -1,0 +1,10 @@
+//! apr-qa: qualifies LLM model files (GGUF, SafeTensors, APR) and the tools that convert and
+//! run them. Modules mirror the pipeline (DESIGN §1): each imports only from those above it.
+//!
+//! dtype ← quant ← formats ← cli
+
+#![deny(missing_docs)]
+
+pub mod dtype;
+pub mod formats;
+pub mod quant;
