@@ -72,10 +72,20 @@ pub struct TypeInfo {
 }
 
 const fn plain(name: &'static str, type_size: usize) -> TypeInfo {
-    TypeInfo { name, block_size: 1, type_size, quantized: false }
+    TypeInfo {
+        name,
+        block_size: 1,
+        type_size,
+        quantized: false,
+    }
 }
 const fn block(name: &'static str, block_size: usize, type_size: usize) -> TypeInfo {
-    TypeInfo { name, block_size, type_size, quantized: true }
+    TypeInfo {
+        name,
+        block_size,
+        type_size,
+        quantized: true,
+    }
 }
 
 /// Elements in a K-quant super-block (ggml `QK_K`).
@@ -272,7 +282,9 @@ impl FromStr for GgmlType {
             .iter()
             .copied()
             .find(|t| t.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| DtypeError::UnknownName { name: s.to_string() })
+            .ok_or_else(|| DtypeError::UnknownName {
+                name: s.to_string(),
+            })
     }
 }
 
@@ -462,18 +474,26 @@ mod tests {
     #[test]
     fn apr_candidates_follow_the_tables() {
         // apr-qa files: byte 6 is Q5_0 and nothing else.
-        assert_eq!(AprDtype::candidates(6, true), vec![AprDtype::Ggml(GgmlType::Q5_0)]);
+        assert_eq!(
+            AprDtype::candidates(6, true),
+            vec![AprDtype::Ggml(GgmlType::Q5_0)]
+        );
         // Unmarked files: byte 6 may be Q5_0 (realizar) or I8 (aprender).
         assert_eq!(
             AprDtype::candidates(6, false),
             vec![AprDtype::Ggml(GgmlType::Q5_0), AprDtype::Ggml(GgmlType::I8)]
         );
-        assert_eq!(AprDtype::candidates(4, false), vec![AprDtype::Ggml(GgmlType::I32)]);
+        assert_eq!(
+            AprDtype::candidates(4, false),
+            vec![AprDtype::Ggml(GgmlType::I32)]
+        );
         assert!(AprDtype::candidates(4, true).is_empty());
         assert_eq!(AprDtype::candidates(128, true), vec![AprDtype::AprQ4]);
         assert!(AprDtype::candidates(200, false).is_empty());
         for t in GgmlType::ALL {
-            let b = AprDtype::Ggml(t).apr_byte().expect("every GGML id fits a byte");
+            let b = AprDtype::Ggml(t)
+                .apr_byte()
+                .expect("every GGML id fits a byte");
             assert!(AprDtype::candidates(b, true).contains(&AprDtype::Ggml(t)));
         }
     }

@@ -5,6 +5,8 @@
 
 #![deny(missing_docs)]
 
+pub mod convert;
 pub mod dtype;
 pub mod formats;
+pub mod model;
 pub mod quant;

@@ -1,1 +1,4 @@
 //! Integration tests: one binary.
+mod apr;
+mod gguf;
+mod safetensors;

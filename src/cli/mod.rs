@@ -1,4 +1,91 @@
-//! Command-line front end.
+//! Command-line front end: clap → library calls → exit code. `anyhow` lives only here.
+//!
+//! Exit codes (documented in the README): 0 pass, 1 a check failed or a gate was falsified,
+//! 2 bad input or usage, 3 incomplete run.
+
+mod convert;
+mod inspect;
+
 use std::process::ExitCode;
-/// Runs the CLI.
-pub fn run() -> ExitCode { ExitCode::SUCCESS }
+
+use clap::{Parser, Subcommand};
+
+/// Everything passed / every gate corroborated.
+pub const EXIT_OK: u8 = 0;
+/// A check failed or a gate was falsified.
+pub const EXIT_FAILED: u8 = 1;
+/// Bad input or usage: unreadable or invalid file, bad arguments.
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Incomplete: required work was skipped or interrupted.
+#[allow(dead_code)]
+pub const EXIT_INCOMPLETE: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "apr-qa",
+    version,
+    about = "Qualifies LLM model files (GGUF, SafeTensors, APR) and the tools that convert and run them"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print a model file's format, metadata, tensor table, dtype histogram and sizes.
+    Inspect(inspect::Args),
+    /// Convert a model between GGUF, APR and SafeTensors (lossless unless --dtype says otherwise).
+    Convert(convert::Args),
+}
+
+/// A failure the CLI reports: the message and the exit code it maps to.
+pub struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    /// Bad input (exit 2).
+    pub fn bad_input(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: EXIT_BAD_INPUT,
+            error: error.into(),
+        }
+    }
+    /// A failed check (exit 1).
+    #[allow(dead_code)]
+    pub fn failed(error: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: EXIT_FAILED,
+            error: error.into(),
+        }
+    }
+}
+
+/// Parses the arguments, runs the command, maps the outcome to an exit code.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Inspect(a) => inspect::run(a),
+        Command::Convert(a) => convert::run(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -14,7 +14,11 @@ pub fn f16_to_f32(h: u16) -> f32 {
     let magic_mask: u32 = 126 << 23;
     let denormalized = f32::from_bits((two_w >> 17) | magic_mask) - 0.5;
     let cutoff: u32 = 1 << 27;
-    let bits = if two_w < cutoff { denormalized.to_bits() } else { normalized.to_bits() };
+    let bits = if two_w < cutoff {
+        denormalized.to_bits()
+    } else {
+        normalized.to_bits()
+    };
     f32::from_bits(sign | bits)
 }
 
@@ -37,7 +41,12 @@ pub fn f32_to_f16(f: f32) -> u16 {
     let exp_bits = (bits >> 13) & 0x0000_7C00;
     let mantissa_bits = bits & 0x0000_0FFF;
     let nonsign = exp_bits + mantissa_bits;
-    let out = (sign >> 16) | if shl1_w > 0xFF00_0000 { 0x7E00 } else { nonsign };
+    let out = (sign >> 16)
+        | if shl1_w > 0xFF00_0000 {
+            0x7E00
+        } else {
+            nonsign
+        };
     out as u16
 }
 
@@ -60,7 +69,11 @@ pub fn f32_to_bf16(f: f32) -> u16 {
 /// E8M0 scale (MXFP4) → f32, halved (`GGML_E8M0_TO_FP32_HALF`): 2^(e−128).
 #[inline]
 pub fn e8m0_to_f32_half(e: u8) -> f32 {
-    let bits = if e < 2 { 0x0020_0000u32 << e } else { (u32::from(e) - 1) << 23 };
+    let bits = if e < 2 {
+        0x0020_0000u32 << e
+    } else {
+        (u32::from(e) - 1) << 23
+    };
     f32::from_bits(bits)
 }
 

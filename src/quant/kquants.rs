@@ -1,13 +1,296 @@
-//! placeholder: filled by its owner
-/// stub
-pub fn dequantize_q2_k(_src: &[u8], _dst: &mut [f32]) { todo!() }
-/// stub
-pub fn dequantize_q3_k(_src: &[u8], _dst: &mut [f32]) { todo!() }
-/// stub
-pub fn dequantize_q4_k(_src: &[u8], _dst: &mut [f32]) { todo!() }
-/// stub
-pub fn dequantize_q5_k(_src: &[u8], _dst: &mut [f32]) { todo!() }
-/// stub
-pub fn dequantize_q6_k(_src: &[u8], _dst: &mut [f32]) { todo!() }
-/// stub
-pub fn dequantize_q8_k(_src: &[u8], _dst: &mut [f32]) { todo!() }
+//! K-quant dequantizers (Q2_K … Q6_K, Q8_K), bit-exact with ggml `dequantize_row_q*_K`
+//! (`src/ggml-quants.c` @ d99724f2; layouts in `shared/reference/ggml-gguf-safetensors.md` §2.3).
+//!
+//! Invariants:
+//! - Callers pass whole super-blocks: `src.len() == n × type_size` and `dst.len() == n × 256`
+//!   ([`super::dequantize`] checks this). Any trailing partial block would be left untouched.
+//! - Every output equals ggml's for every input byte pattern, NaN/Inf/subnormal fp16 scales
+//!   included: each value is computed with the same f32 operations in the same order. In
+//!   particular Q6_K is `(d·sc)·q`, whose product can round, so the order matters; the other
+//!   types' products are exact and only the final subtraction rounds.
+//! - Per sub-block factors (`d·sc`, `dmin·m`) are computed once, then a branch-free inner loop
+//!   over 16 or 32 elements writes contiguous output, which the compiler vectorizes.
+
+use super::float::f16_to_f32;
+use super::le16;
+
+/// Elements per K-quant super-block (`QK_K`).
+pub const QK_K: usize = 256;
+
+/// Bytes per block, from ggml `ggml-common.h` (`sizeof(block_q*_K)`).
+const Q2_K_BYTES: usize = 84;
+const Q3_K_BYTES: usize = 110;
+const Q4_K_BYTES: usize = 144;
+const Q5_K_BYTES: usize = 176;
+const Q6_K_BYTES: usize = 210;
+const Q8_K_BYTES: usize = 292;
+
+const _: () = {
+    use crate::dtype::GgmlType;
+    assert!(GgmlType::Q2_K.type_size() == Q2_K_BYTES && GgmlType::Q2_K.block_size() == QK_K);
+    assert!(GgmlType::Q3_K.type_size() == Q3_K_BYTES && GgmlType::Q3_K.block_size() == QK_K);
+    assert!(GgmlType::Q4_K.type_size() == Q4_K_BYTES && GgmlType::Q4_K.block_size() == QK_K);
+    assert!(GgmlType::Q5_K.type_size() == Q5_K_BYTES && GgmlType::Q5_K.block_size() == QK_K);
+    assert!(GgmlType::Q6_K.type_size() == Q6_K_BYTES && GgmlType::Q6_K.block_size() == QK_K);
+    assert!(GgmlType::Q8_K.type_size() == Q8_K_BYTES && GgmlType::Q8_K.block_size() == QK_K);
+};
+
+/// Pairs each whole `BYTES`-byte block of `src` with its 256 outputs in `dst`, as fixed-size
+/// arrays so that every constant index below is checked at compile time.
+#[inline(always)]
+fn blocks<'a, const BYTES: usize>(
+    src: &'a [u8],
+    dst: &'a mut [f32],
+) -> impl Iterator<Item = (&'a [u8; BYTES], &'a mut [f32; QK_K])> {
+    src.chunks_exact(BYTES)
+        .zip(dst.chunks_exact_mut(QK_K))
+        .filter_map(|(b, y)| Some((b.first_chunk::<BYTES>()?, y.first_chunk_mut::<QK_K>()?)))
+}
+
+/// Scale and min of sub-block `j` (0..8) from the 12-byte Q4_K/Q5_K scale field, each 6 bits
+/// (ggml `get_scale_min_k4`; packing in the reference doc §2.3).
+///
+/// # Panics
+/// If `j >= 8` (there are eight sub-blocks).
+#[inline(always)]
+pub fn get_scale_min_k4(j: usize, q: &[u8; 12]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+/// All eight (scale, min) pairs of a Q4_K/Q5_K scale field, as two arrays.
+#[inline(always)]
+pub fn unpack_scales_min_k4(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+    let mut sc = [0u8; 8];
+    let mut m = [0u8; 8];
+    for j in 0..8 {
+        (sc[j], m[j]) = get_scale_min_k4(j, q);
+    }
+    (sc, m)
+}
+
+/// The 16 Q3_K scales as stored (0..63, i.e. scale + 32), from the 12-byte field: low nibble of
+/// `l_j` in byte `j % 8` (low nibble for j < 8, high for j ≥ 8), high 2 bits in byte
+/// `8 + j % 4` at bit `2·(j / 4)`.
+#[inline(always)]
+pub fn unpack_scales_q3_k(s: &[u8; 12]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (j, o) in out.iter_mut().enumerate() {
+        let low = if j < 8 { s[j] & 0xF } else { s[j - 8] >> 4 };
+        let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+        *o = low | (high << 4);
+    }
+    out
+}
+
+/// Calls `$run::<R>(args)` for the eight 32-element runs R = 0..8 of a super-block. A const
+/// run index makes every shift a constant, so each run compiles to straight-line SIMD code.
+macro_rules! for_each_run {
+    ($run:ident($($arg:expr),*)) => {{
+        $run::<0>($($arg),*);
+        $run::<1>($($arg),*);
+        $run::<2>($($arg),*);
+        $run::<3>($($arg),*);
+        $run::<4>($($arg),*);
+        $run::<5>($($arg),*);
+        $run::<6>($($arg),*);
+        $run::<7>($($arg),*);
+    }};
+}
+
+/// `y[l] = a·c[l]` over 16 signed codes.
+#[inline(always)]
+fn linear16(y: &mut [f32], c: &[i8], a: f32) {
+    for (o, &c) in y.iter_mut().zip(c) {
+        *o = a * f32::from(c);
+    }
+}
+
+/// Q2_K run R (elements 32R..32R+32): half n = R / 4 of `qs`, shift 2·(R % 4); the first 16
+/// use sub-block 2R, the next 16 sub-block 2R + 1.
+#[inline(always)]
+fn q2_k_run<const R: usize>(
+    b: &[u8; Q2_K_BYTES],
+    dl: &[f32; 16],
+    ml: &[f32; 16],
+    y: &mut [f32; QK_K],
+) {
+    let (n, shift) = (R / 4, 2 * (R % 4));
+    let q = &b[16 + 32 * n..48 + 32 * n];
+    let (a0, m0, a1, m1) = (dl[2 * R], ml[2 * R], dl[2 * R + 1], ml[2 * R + 1]);
+    let (lo, hi) = y[32 * R..32 * R + 32].split_at_mut(16);
+    for (((lo, hi), &q0), &q1) in lo.iter_mut().zip(hi.iter_mut()).zip(&q[..16]).zip(&q[16..]) {
+        *lo = a0 * f32::from((q0 >> shift) & 3) - m0;
+        *hi = a1 * f32::from((q1 >> shift) & 3) - m1;
+    }
+}
+
+/// Q2_K: `y = (d·(sc & 15))·q − dmin·(sc >> 4)`, q ∈ 0..3 (ggml `dequantize_row_q2_K`).
+pub fn dequantize_q2_k(src: &[u8], dst: &mut [f32]) {
+    for (b, y) in blocks::<Q2_K_BYTES>(src, dst) {
+        let d = f16_to_f32(le16(b, 80));
+        let dmin = f16_to_f32(le16(b, 82));
+        let mut dl = [0f32; 16];
+        let mut ml = [0f32; 16];
+        for ((dl, ml), &sc) in dl.iter_mut().zip(ml.iter_mut()).zip(&b[..16]) {
+            *dl = d * f32::from(sc & 0xF);
+            *ml = dmin * f32::from(sc >> 4);
+        }
+        for_each_run!(q2_k_run(b, &dl, &ml, y));
+    }
+}
+
+/// Q3_K: `y = (d·(l − 32))·(q2 − 4·!hbit)` (ggml `dequantize_row_q3_K`). Codes are decoded
+/// into signed bytes first (q2 | hbit << 2, minus 4), then scaled per 16.
+pub fn dequantize_q3_k(src: &[u8], dst: &mut [f32]) {
+    for (b, y) in blocks::<Q3_K_BYTES>(src, dst) {
+        let d_all = f16_to_f32(le16(b, 108));
+        let scales = b[96..108]
+            .first_chunk::<12>()
+            .map_or([32; 16], unpack_scales_q3_k);
+        let hm = &b[..32];
+        let mut codes = [0i8; QK_K];
+        for (n, c128) in codes.chunks_exact_mut(128).enumerate() {
+            let q = &b[32 + 32 * n..64 + 32 * n];
+            for (j, c32) in c128.chunks_exact_mut(32).enumerate() {
+                let (shift, hbit) = (2 * j, 4 * n + j);
+                for ((o, &qb), &h) in c32.iter_mut().zip(q).zip(hm) {
+                    *o = (((qb >> shift) & 3) | (((h >> hbit) & 1) << 2)) as i8 - 4;
+                }
+            }
+        }
+        for ((y16, c16), &s) in y
+            .chunks_exact_mut(16)
+            .zip(codes.chunks_exact(16))
+            .zip(&scales)
+        {
+            linear16(y16, c16, d_all * (i32::from(s) - 32) as f32);
+        }
+    }
+}
+
+/// Q4_K: `y = (d·sc)·q − dmin·m`, q ∈ 0..15 (ggml `dequantize_row_q4_K`).
+pub fn dequantize_q4_k(src: &[u8], dst: &mut [f32]) {
+    for (b, y) in blocks::<Q4_K_BYTES>(src, dst) {
+        let d = f16_to_f32(le16(b, 0));
+        let dmin = f16_to_f32(le16(b, 2));
+        let (sc, m) = b[4..16]
+            .first_chunk::<12>()
+            .map_or(([0; 8], [0; 8]), unpack_scales_min_k4);
+        for (c, y64) in y.chunks_exact_mut(64).enumerate() {
+            let q = &b[16 + 32 * c..48 + 32 * c];
+            let (d1, m1) = (d * f32::from(sc[2 * c]), dmin * f32::from(m[2 * c]));
+            let (d2, m2) = (d * f32::from(sc[2 * c + 1]), dmin * f32::from(m[2 * c + 1]));
+            let (y_lo, y_hi) = y64.split_at_mut(32);
+            for ((lo, hi), &qb) in y_lo.iter_mut().zip(y_hi.iter_mut()).zip(q) {
+                *lo = d1 * f32::from(qb & 0xF) - m1;
+                *hi = d2 * f32::from(qb >> 4) - m2;
+            }
+        }
+    }
+}
+
+/// Q5_K chunk C (elements 64C..64C+64): low nibbles of `qs[32C..]` plus bit 2C of `qh`, then
+/// high nibbles plus bit 2C + 1; sub-blocks 2C and 2C + 1.
+#[inline(always)]
+fn q5_k_chunk<const C: usize>(
+    b: &[u8; Q5_K_BYTES],
+    sc: &[u8; 8],
+    m: &[u8; 8],
+    d: f32,
+    dmin: f32,
+    y: &mut [f32; QK_K],
+) {
+    let ql = &b[48 + 32 * C..80 + 32 * C];
+    let qh = &b[16..48];
+    let mut c_lo = [0u8; 32];
+    let mut c_hi = [0u8; 32];
+    for (((lo, hi), &qb), &hb) in c_lo.iter_mut().zip(c_hi.iter_mut()).zip(ql).zip(qh) {
+        *lo = (qb & 0xF) | (((hb >> (2 * C)) & 1) << 4);
+        *hi = (qb >> 4) | (((hb >> (2 * C + 1)) & 1) << 4);
+    }
+    let (y_lo, y_hi) = y[64 * C..64 * C + 64].split_at_mut(32);
+    affine32(
+        y_lo,
+        &c_lo,
+        d * f32::from(sc[2 * C]),
+        dmin * f32::from(m[2 * C]),
+    );
+    affine32(
+        y_hi,
+        &c_hi,
+        d * f32::from(sc[2 * C + 1]),
+        dmin * f32::from(m[2 * C + 1]),
+    );
+}
+
+/// `y[l] = a·c[l] − m` over 32 codes.
+#[inline(always)]
+fn affine32(y: &mut [f32], c: &[u8; 32], a: f32, m: f32) {
+    for (o, &c) in y.iter_mut().zip(c) {
+        *o = a * f32::from(c) - m;
+    }
+}
+
+/// Q5_K: `y = (d·sc)·(q4 + 16·hbit) − dmin·m` (ggml `dequantize_row_q5_K`).
+pub fn dequantize_q5_k(src: &[u8], dst: &mut [f32]) {
+    for (b, y) in blocks::<Q5_K_BYTES>(src, dst) {
+        let d = f16_to_f32(le16(b, 0));
+        let dmin = f16_to_f32(le16(b, 2));
+        let (sc, m) = b[4..16]
+            .first_chunk::<12>()
+            .map_or(([0; 8], [0; 8]), unpack_scales_min_k4);
+        q5_k_chunk::<0>(b, &sc, &m, d, dmin, y);
+        q5_k_chunk::<1>(b, &sc, &m, d, dmin, y);
+        q5_k_chunk::<2>(b, &sc, &m, d, dmin, y);
+        q5_k_chunk::<3>(b, &sc, &m, d, dmin, y);
+    }
+}
+
+/// Q6_K run R (elements 32R..32R+32), half n = R / 4 and k = R % 4: nibble k / 2 of
+/// `ql[64n + 32(k % 2)..]`, bits 2k..2k+2 of `qh[32n..]`; sub-blocks 2R and 2R + 1.
+#[inline(always)]
+fn q6_k_run<const R: usize>(b: &[u8; Q6_K_BYTES], ds: &[f32; 16], y: &mut [f32; QK_K]) {
+    let (n, k) = (R / 4, R % 4);
+    let ql = &b[64 * n + 32 * (k % 2)..64 * n + 32 * (k % 2) + 32];
+    let qh = &b[128 + 32 * n..160 + 32 * n];
+    let (nib_shift, h_shift) = (4 * (k / 2), 2 * k);
+    let mut c = [0i8; 32];
+    for ((o, &lb), &hb) in c.iter_mut().zip(ql).zip(qh) {
+        *o = (((lb >> nib_shift) & 0xF) | (((hb >> h_shift) & 3) << 4)) as i8 - 32;
+    }
+    let (lo, hi) = y[32 * R..32 * R + 32].split_at_mut(16);
+    let (a0, a1) = (ds[2 * R], ds[2 * R + 1]);
+    for (((lo, hi), &c0), &c1) in lo.iter_mut().zip(hi.iter_mut()).zip(&c[..16]).zip(&c[16..]) {
+        *lo = a0 * f32::from(c0);
+        *hi = a1 * f32::from(c1);
+    }
+}
+
+/// Q6_K: `y = (d·sc)·(q6 − 32)`, evaluated in that order (ggml `dequantize_row_q6_K`).
+pub fn dequantize_q6_k(src: &[u8], dst: &mut [f32]) {
+    for (b, y) in blocks::<Q6_K_BYTES>(src, dst) {
+        let d = f16_to_f32(le16(b, 208));
+        let mut ds = [0f32; 16];
+        for (o, &s) in ds.iter_mut().zip(&b[192..208]) {
+            *o = d * f32::from(s as i8);
+        }
+        for_each_run!(q6_k_run(b, &ds, y));
+    }
+}
+
+/// Q8_K: `y = d·q` with an f32 `d` (ggml `dequantize_row_q8_K`).
+pub fn dequantize_q8_k(src: &[u8], dst: &mut [f32]) {
+    for (b, y) in blocks::<Q8_K_BYTES>(src, dst) {
+        let d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        for (o, &q) in y.iter_mut().zip(&b[4..260]) {
+            *o = d * f32::from(q as i8);
+        }
+    }
+}

@@ -12,6 +12,7 @@ pub mod iq;
 mod iq_grids;
 pub mod kquants;
 pub mod kquants_ref;
+mod kquants_search;
 pub mod legacy;
 pub mod lowbit;
 pub mod plain;
@@ -130,7 +131,13 @@ fn check_lengths(t: GgmlType, n_bytes: usize, n_values: usize) -> Result<(), Qua
     if ok {
         Ok(())
     } else {
-        Err(QuantError::Length { dtype: t, n_bytes, n_values, block_size: bs, type_size: ts })
+        Err(QuantError::Length {
+            dtype: t,
+            n_bytes,
+            n_values,
+            block_size: bs,
+            type_size: ts,
+        })
     }
 }
 
@@ -169,7 +176,10 @@ pub fn dequantize(t: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantE
         GgmlType::Q1_0 => lowbit::dequantize_q1_0(src, dst),
         GgmlType::Q2_0 => lowbit::dequantize_q2_0(src, dst),
         GgmlType::I8 | GgmlType::I16 | GgmlType::I32 | GgmlType::I64 | GgmlType::F64 => {
-            return Err(QuantError::Unsupported { dtype: t, op: "dequantize" })
+            return Err(QuantError::Unsupported {
+                dtype: t,
+                op: "dequantize",
+            })
         }
     }
     Ok(())
@@ -213,7 +223,12 @@ pub fn quantize(t: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantErr
         | GgmlType::MXFP4
         | GgmlType::NVFP4
         | GgmlType::Q1_0
-        | GgmlType::Q2_0 => return Err(QuantError::Unsupported { dtype: t, op: "quantize" }),
+        | GgmlType::Q2_0 => {
+            return Err(QuantError::Unsupported {
+                dtype: t,
+                op: "quantize",
+            })
+        }
     }
     Ok(())
 }

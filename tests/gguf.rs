@@ -1,0 +1,1003 @@
+//! GGUF reader and writer, through the library API only.
+//!
+//! Every input here is built byte by byte by the small encoder below, written from the GGUF
+//! spec (`shared/reference/ggml-gguf-safetensors.md` §1), not by the code under test; the
+//! bytes double as format documentation. Round trips compare the writer's output with these
+//! hand-built bytes.
+
+use apr_qa::dtype::GgmlType;
+use apr_qa::formats::gguf::{GgufArray, GgufFile, GgufLayoutNote, GgufValue, GgufValueType};
+use apr_qa::formats::gguf_write::{write_gguf, write_gguf_to_vec, GgufTensorSpec};
+use apr_qa::formats::{detect, Format, FormatError, FormatErrorKind};
+use proptest::prelude::*;
+
+// ---------------------------------------------------------------------------------------------
+// A GGUF encoder written from the spec (the oracle).
+// ---------------------------------------------------------------------------------------------
+
+fn gstr(b: &[u8]) -> Vec<u8> {
+    let mut v = (b.len() as u64).to_le_bytes().to_vec();
+    v.extend_from_slice(b);
+    v
+}
+
+/// One metadata entry: key, type id, encoded value.
+struct Kv(Vec<u8>, u32, Vec<u8>);
+
+fn kv(key: &str, type_id: u32, value: impl AsRef<[u8]>) -> Kv {
+    Kv(key.as_bytes().to_vec(), type_id, value.as_ref().to_vec())
+}
+
+/// One tensor info: name, ne, dtype id, offset.
+struct Ti(Vec<u8>, Vec<u64>, u32, u64);
+
+fn ti(name: &str, ne: &[u64], dtype: u32, offset: u64) -> Ti {
+    Ti(name.as_bytes().to_vec(), ne.to_vec(), dtype, offset)
+}
+
+/// Header + metadata + tensor infos (no padding).
+fn header(version: u32, kvs: &[Kv], tis: &[Ti]) -> Vec<u8> {
+    let mut v = b"GGUF".to_vec();
+    v.extend(version.to_le_bytes());
+    v.extend((tis.len() as u64).to_le_bytes());
+    v.extend((kvs.len() as u64).to_le_bytes());
+    for Kv(k, t, val) in kvs {
+        v.extend(gstr(k));
+        v.extend(t.to_le_bytes());
+        v.extend(val);
+    }
+    for Ti(name, ne, dtype, offset) in tis {
+        v.extend(gstr(name));
+        v.extend((ne.len() as u32).to_le_bytes());
+        for d in ne {
+            v.extend(d.to_le_bytes());
+        }
+        v.extend(dtype.to_le_bytes());
+        v.extend(offset.to_le_bytes());
+    }
+    v
+}
+
+fn pad_to(v: &mut Vec<u8>, alignment: usize) {
+    while v.len() % alignment != 0 {
+        v.push(0);
+    }
+}
+
+/// A whole file: header, zero padding to `alignment`, then `data` (the data section as given).
+fn file(kvs: &[Kv], tis: &[Ti], data: &[u8], alignment: usize) -> Vec<u8> {
+    let mut v = header(3, kvs, tis);
+    pad_to(&mut v, alignment);
+    v.extend_from_slice(data);
+    v
+}
+
+fn arr(elem_type: u32, items: &[Vec<u8>]) -> Vec<u8> {
+    let mut v = elem_type.to_le_bytes().to_vec();
+    v.extend((items.len() as u64).to_le_bytes());
+    for i in items {
+        v.extend(i);
+    }
+    v
+}
+
+const NAN_BITS: u32 = 0x7FC0_0001;
+
+/// Every value type, odd values included (empty string, non-UTF-8 string, bool byte 2, empty
+/// and nested arrays, extremes), as (encoded entry, expected decoded value).
+fn all_value_kvs() -> Vec<(Kv, GgufValue)> {
+    use GgufValue as V;
+    let s = |b: &[u8]| V::String(b.to_vec());
+    let a = |t, items| {
+        V::Array(GgufArray {
+            elem_type: t,
+            items,
+        })
+    };
+    vec![
+        (kv("general.architecture", 8, gstr(b"llama")), s(b"llama")),
+        (kv("t.u8", 0, [0xFE]), V::U8(0xFE)),
+        (kv("t.i8", 1, [0x80]), V::I8(-128)),
+        (kv("t.u16", 2, 0xBEEFu16.to_le_bytes()), V::U16(0xBEEF)),
+        (kv("t.i16", 3, (-2i16).to_le_bytes()), V::I16(-2)),
+        (
+            kv("t.u32", 4, 0xDEAD_BEEFu32.to_le_bytes()),
+            V::U32(0xDEAD_BEEF),
+        ),
+        (kv("t.i32", 5, i32::MIN.to_le_bytes()), V::I32(i32::MIN)),
+        (kv("t.f32", 6, 0.1f32.to_le_bytes()), V::F32(0.1)),
+        (
+            kv("t.f32_nan", 6, NAN_BITS.to_le_bytes()),
+            V::F32(f32::from_bits(NAN_BITS)),
+        ),
+        (kv("t.bool", 7, [1]), V::Bool(1)),
+        (kv("t.bool_odd", 7, [2]), V::Bool(2)),
+        (kv("t.str_empty", 8, gstr(b"")), s(b"")),
+        (
+            kv("t.str_raw", 8, gstr(&[0xFF, 0xFE, 0])),
+            s(&[0xFF, 0xFE, 0]),
+        ),
+        (kv("t.u64", 10, u64::MAX.to_le_bytes()), V::U64(u64::MAX)),
+        (kv("t.i64", 11, i64::MIN.to_le_bytes()), V::I64(i64::MIN)),
+        (kv("t.f64", 12, (-0.0f64).to_le_bytes()), V::F64(-0.0)),
+        (
+            kv(
+                "t.arr_str",
+                9,
+                arr(8, &[gstr(b"a"), gstr(b""), gstr("ü".as_bytes())]),
+            ),
+            a(
+                GgufValueType::String,
+                vec![s(b"a"), s(b""), s("ü".as_bytes())],
+            ),
+        ),
+        (
+            kv("t.arr_empty", 9, arr(4, &[])),
+            a(GgufValueType::U32, vec![]),
+        ),
+        (
+            kv(
+                "t.arr_i32",
+                9,
+                arr(
+                    5,
+                    &[(-1i32).to_le_bytes().to_vec(), 7i32.to_le_bytes().to_vec()],
+                ),
+            ),
+            a(GgufValueType::I32, vec![V::I32(-1), V::I32(7)]),
+        ),
+        (
+            kv("t.arr_bool", 9, arr(7, &[vec![0], vec![1], vec![2]])),
+            a(
+                GgufValueType::Bool,
+                vec![V::Bool(0), V::Bool(1), V::Bool(2)],
+            ),
+        ),
+        (
+            kv(
+                "t.arr_nested",
+                9,
+                arr(9, &[arr(0, &[vec![1], vec![2]]), arr(12, &[])]),
+            ),
+            a(
+                GgufValueType::Array,
+                vec![
+                    a(GgufValueType::U8, vec![V::U8(1), V::U8(2)]),
+                    a(GgufValueType::F64, vec![]),
+                ],
+            ),
+        ),
+    ]
+}
+
+/// Bitwise equality of values (floats by bits, so NaN payloads count).
+fn same(a: &GgufValue, b: &GgufValue) -> bool {
+    use GgufValue as V;
+    match (a, b) {
+        (V::F32(x), V::F32(y)) => x.to_bits() == y.to_bits(),
+        (V::F64(x), V::F64(y)) => x.to_bits() == y.to_bits(),
+        (V::Array(x), V::Array(y)) => {
+            x.elem_type == y.elem_type
+                && x.items.len() == y.items.len()
+                && x.items.iter().zip(&y.items).all(|(p, q)| same(p, q))
+        }
+        _ => a == b,
+    }
+}
+
+/// Tensor data section of [`model`]: each tensor's bytes followed by zero padding to 32.
+struct Model {
+    bytes: Vec<u8>,
+    values: Vec<(String, GgufValue)>,
+    /// (name, ne, dtype, data) in file order.
+    tensors: Vec<(&'static str, Vec<u64>, GgmlType, Vec<u8>)>,
+    /// Offset of the end of the last tensor's data (before its final padding).
+    last_data_end: usize,
+}
+
+/// A small valid v3 model: every metadata value type and tensors of several types, one with
+/// zero elements, one with a trailing 1 in its shape, the last one needing final padding.
+fn model(alignment: u32) -> Model {
+    let mut entries = all_value_kvs();
+    if alignment != 32 {
+        entries.push((
+            kv("general.alignment", 4, alignment.to_le_bytes()),
+            GgufValue::U32(alignment),
+        ));
+    }
+    let q8_block: Vec<u8> = (0u8..34).collect();
+    let tensors: Vec<(&'static str, Vec<u64>, GgmlType, Vec<u8>)> = vec![
+        (
+            "token_embd.weight",
+            vec![4, 2],
+            GgmlType::F32,
+            (0u8..32).map(|b| b ^ 0x5A).collect(),
+        ),
+        ("blk.0.attn_q.weight", vec![32, 1], GgmlType::Q8_0, q8_block),
+        ("blk.0.empty", vec![0, 4], GgmlType::F32, vec![]),
+        (
+            "output_norm.weight",
+            vec![3],
+            GgmlType::F16,
+            vec![0x00, 0x3C, 0x00, 0xC0, 0xFF, 0x7C],
+        ),
+    ];
+    let a = alignment as usize;
+    let mut data = Vec::new();
+    let mut tis = Vec::new();
+    let mut last_data_end = 0;
+    for (name, ne, dtype, bytes) in &tensors {
+        tis.push(ti(name, ne, dtype.id(), data.len() as u64));
+        data.extend_from_slice(bytes);
+        last_data_end = data.len();
+        pad_to(&mut data, a);
+    }
+    let kvs: Vec<Kv> = entries
+        .iter()
+        .map(|(k, _)| Kv(k.0.clone(), k.1, k.2.clone()))
+        .collect();
+    let bytes = file(&kvs, &tis, &data, a);
+    let data_offset = bytes.len() - data.len();
+    let values = entries
+        .into_iter()
+        .map(|(k, v)| (String::from_utf8(k.0).unwrap(), v))
+        .collect();
+    Model {
+        bytes,
+        values,
+        tensors,
+        last_data_end: data_offset + last_data_end,
+    }
+}
+
+fn parse(bytes: &[u8]) -> Result<GgufFile, FormatError> {
+    GgufFile::from_bytes(bytes.to_vec())
+}
+
+fn kind(bytes: &[u8]) -> FormatErrorKind {
+    match parse(bytes) {
+        Ok(f) => panic!("expected an error, parsed {} tensors", f.tensors.len()),
+        Err(e) => e.kind,
+    }
+}
+
+fn rewrite(f: &GgufFile) -> Vec<u8> {
+    write_gguf_to_vec(f.version, &f.metadata, &f.tensor_specs(), &mut |i, w| {
+        w.write_all(f.tensor_data(&f.tensors[i]))
+    })
+    .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading and round trips
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn reads_every_value_type_and_tensor_exactly() {
+    for alignment in [32u32, 64, 1] {
+        let m = model(alignment);
+        let f = parse(&m.bytes).unwrap();
+        assert_eq!(f.version, 3);
+        assert_eq!(f.alignment, u64::from(alignment));
+        assert_eq!(f.file_size, m.bytes.len() as u64);
+        assert_eq!(f.metadata.len(), m.values.len());
+        for ((k, v), (ek, ev)) in f.metadata.iter().zip(&m.values) {
+            assert_eq!(k, ek);
+            assert!(same(v, ev), "{k}: {v:?} != {ev:?}");
+        }
+        assert_eq!(f.tensors.len(), m.tensors.len());
+        for (t, (name, ne, dtype, data)) in f.tensors.iter().zip(&m.tensors) {
+            assert_eq!(&t.name, name);
+            assert_eq!(&t.ne, ne);
+            assert_eq!(t.dtype, *dtype);
+            assert_eq!(t.n_bytes, data.len() as u64);
+            assert_eq!(t.offset % u64::from(alignment), 0);
+            assert_eq!(f.tensor_data(t), &data[..]);
+        }
+        assert!(f.is_canonical(), "{:?}", f.layout_notes);
+        f.check_strict().unwrap();
+        assert_eq!(f.get("t.u64").and_then(GgufValue::as_u64), Some(u64::MAX));
+        assert_eq!(f.get("t.i8").and_then(GgufValue::as_u64), None);
+        assert_eq!(f.get("t.i8").and_then(GgufValue::as_i64), Some(-128));
+        assert_eq!(
+            f.get("general.architecture").and_then(GgufValue::as_str),
+            Some("llama")
+        );
+        assert_eq!(f.get("t.str_raw").and_then(GgufValue::as_str), None);
+        assert_eq!(f.get("t.bool_odd").and_then(GgufValue::as_bool), Some(true));
+        assert_eq!(
+            f.get("t.f32").and_then(GgufValue::as_f64),
+            Some(f64::from(0.1f32))
+        );
+        assert_eq!(
+            f.get("t.f32").map(GgufValue::type_of),
+            Some(GgufValueType::F32)
+        );
+        assert!(f.get("missing").is_none());
+    }
+}
+
+#[test]
+fn round_trip_is_byte_identical() {
+    for alignment in [32u32, 64, 1] {
+        let m = model(alignment);
+        let f = parse(&m.bytes).unwrap();
+        assert!(rewrite(&f) == m.bytes, "alignment {alignment}");
+    }
+}
+
+#[test]
+fn writer_alone_reproduces_hand_built_bytes() {
+    // Independent of the reader: the expected values and tensors go straight to the writer.
+    let m = model(32);
+    let specs: Vec<GgufTensorSpec> = m
+        .tensors
+        .iter()
+        .map(|(name, ne, dtype, _)| GgufTensorSpec {
+            name,
+            ne,
+            dtype: *dtype,
+        })
+        .collect();
+    let out = write_gguf_to_vec(3, &m.values, &specs, &mut |i, w| {
+        w.write_all(&m.tensors[i].3)
+    });
+    assert!(out.unwrap() == m.bytes);
+}
+
+#[test]
+fn version_2_reads_and_round_trips() {
+    let mut bytes = model(32).bytes;
+    bytes[4] = 2;
+    let f = parse(&bytes).unwrap();
+    assert_eq!(f.version, 2);
+    assert!(rewrite(&f) == bytes);
+}
+
+#[test]
+fn file_round_trip_is_atomic_and_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("in.gguf");
+    let out = dir.path().join("out.gguf");
+    let m = model(32);
+    std::fs::write(&src, &m.bytes).unwrap();
+    assert_eq!(detect(&src).unwrap(), Format::Gguf);
+    let f = GgufFile::open(&src).unwrap();
+    let write = |out: &std::path::Path| {
+        write_gguf(
+            out,
+            f.version,
+            &f.metadata,
+            &f.tensor_specs(),
+            &mut |i, w| w.write_all(f.tensor_data(&f.tensors[i])),
+        )
+    };
+    write(&out).unwrap();
+    assert!(std::fs::read(&out).unwrap() == m.bytes);
+    // Overwriting the file we are reading from is safe: the rename replaces the inode.
+    write(&src).unwrap();
+    assert!(std::fs::read(&src).unwrap() == m.bytes);
+    assert!(f.tensor_data(&f.tensors[0]) == &m.tensors[0].3[..]);
+    // Only the two outputs remain: no temp files left behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    // A directory as output is refused and left alone.
+    let e = write(dir.path()).unwrap_err();
+    assert!(matches!(e.kind, FormatErrorKind::IsADirectory), "{e}");
+}
+
+#[test]
+fn zero_tensor_file_round_trips() {
+    let kvs = [kv("general.architecture", 8, gstr(b"x"))];
+    let bytes = file(&kvs, &[], &[], 32);
+    let f = parse(&bytes).unwrap();
+    assert!(f.tensors.is_empty() && f.is_canonical());
+    assert_eq!(f.data_offset, bytes.len() as u64);
+    assert!(rewrite(&f) == bytes);
+}
+
+#[test]
+fn error_display_is_one_line_naming_the_file() {
+    let e = parse(b"GGUF\x63\0\0\0").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid GGUF file <memory>: unsupported version 99"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.bin");
+    std::fs::write(&p, b"\x7fELF\x02\x01\x01\0\0").unwrap();
+    let e = detect(&p).unwrap_err();
+    assert!(matches!(
+        e.kind,
+        FormatErrorKind::BadMagic {
+            found: [0x7F, b'E', b'L', b'F']
+        }
+    ));
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&p.display().to_string()) && !msg.contains('\n'),
+        "{msg}"
+    );
+    assert_eq!(detect(dir.path()).unwrap(), Format::Directory);
+    assert!(matches!(
+        GgufFile::open(dir.path()).unwrap_err().kind,
+        FormatErrorKind::IsADirectory
+    ));
+}
+
+#[test]
+fn detects_formats_by_magic() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, &[u8], Option<Format>); 5] = [
+        ("a", b"APR\0\x02\0\0\0", Some(Format::Apr)),
+        ("b", b"APR2\x02\0\0\0", Some(Format::Apr)),
+        (
+            "c",
+            b"\x10\0\0\0\0\0\0\0{\"a\":1}",
+            Some(Format::SafeTensors),
+        ),
+        ("d", b"APRN\x01\0", None),
+        ("e", b"", None),
+    ];
+    for (name, bytes, want) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        match (detect(&p), want) {
+            (Ok(f), Some(w)) => assert_eq!(f, w),
+            (Err(e), None) => assert_eq!(e.path, p),
+            (got, want) => panic!("{name}: {got:?} vs {want:?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every error variant, from hand-built bytes
+// ---------------------------------------------------------------------------------------------
+
+/// A file with one tensor info and one 32-byte data section (for tensor-info errors).
+fn one_tensor(name: &[u8], ne: &[u64], dtype: u32, offset: u64) -> Vec<u8> {
+    let t = Ti(name.to_vec(), ne.to_vec(), dtype, offset);
+    file(&[], &[t], &[0u8; 32], 32)
+}
+
+#[test]
+fn every_proper_prefix_is_an_error_or_short_padding() {
+    let m = model(32);
+    for len in 0..m.bytes.len() {
+        match parse(&m.bytes[..len]) {
+            Err(_) => assert!(len < m.last_data_end, "prefix {len} should parse"),
+            Ok(f) => {
+                // Only the last tensor's padding is missing: accepted (llama.cpp's mmap loader
+                // does), recorded, and refused by the strict check.
+                assert!(len >= m.last_data_end, "prefix {len} parsed");
+                let missing = (m.bytes.len() - len) as u64;
+                assert_eq!(
+                    f.layout_notes,
+                    vec![GgufLayoutNote::ShortFinalPadding { missing }]
+                );
+                assert!(f.check_strict().is_err());
+            }
+        }
+    }
+    // Counts are bounded by the bytes left: a cut header reports the count that cannot fit.
+    let kv1 = header(3, &[kv("k", 4, [0; 4])], &[]);
+    assert!(matches!(
+        kind(&kv1[..39]),
+        FormatErrorKind::Truncated { at: 37, need: 4 }
+    ));
+    assert!(matches!(
+        kind(&m.bytes[..3]),
+        FormatErrorKind::Truncated { at: 0, need: 4 }
+    ));
+    assert!(matches!(
+        kind(&m.bytes[..30]),
+        FormatErrorKind::TooMany {
+            what: "tensor",
+            count: 4,
+            at: 8
+        }
+    ));
+}
+
+#[test]
+fn bad_magic_and_versions() {
+    assert!(matches!(
+        kind(b"GGUG\x03\0\0\0"),
+        FormatErrorKind::BadMagic {
+            found: [b'G', b'G', b'U', b'G']
+        }
+    ));
+    for version in [0u32, 1, 4, 99, 0x0300_0000] {
+        let mut b = model(32).bytes;
+        b[4..8].copy_from_slice(&version.to_le_bytes());
+        assert!(
+            matches!(kind(&b), FormatErrorKind::UnsupportedVersion { version: v } if v == version)
+        );
+    }
+}
+
+#[test]
+fn huge_counts_are_refused_before_allocating() {
+    let mut b = header(3, &[], &[]);
+    b[8..16].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    assert!(matches!(
+        kind(&b),
+        FormatErrorKind::TooMany {
+            what: "tensor",
+            count: 0x100_0000_0000,
+            at: 8
+        }
+    ));
+    let mut b = header(3, &[], &[]);
+    b[16..24].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    assert!(matches!(
+        kind(&b),
+        FormatErrorKind::TooMany {
+            what: "metadata entry",
+            count: 0x100_0000_0000,
+            at: 16
+        }
+    ));
+    let mut b = header(3, &[], &[]);
+    b[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(matches!(
+        kind(&b),
+        FormatErrorKind::TooMany {
+            count: u64::MAX,
+            ..
+        }
+    ));
+    // An array count of 2^40: its count field sits after key (8+1), type (4), elem type (4).
+    let b = header(
+        3,
+        &[kv(
+            "a",
+            9,
+            [
+                4u32.to_le_bytes().to_vec(),
+                (1u64 << 40).to_le_bytes().to_vec(),
+            ]
+            .concat(),
+        )],
+        &[],
+    );
+    assert!(matches!(
+        kind(&b),
+        FormatErrorKind::TooMany {
+            what: "array element",
+            at: 41,
+            ..
+        }
+    ));
+    // A plausible count the remaining bytes cannot hold: 3 u32 elements, 8 bytes left.
+    let mut v = arr(
+        4,
+        &[1u32.to_le_bytes().to_vec(), 2u32.to_le_bytes().to_vec()],
+    );
+    v[4..12].copy_from_slice(&3u64.to_le_bytes());
+    assert!(matches!(
+        kind(&header(3, &[kv("a", 9, v)], &[])),
+        FormatErrorKind::TooMany { count: 3, .. }
+    ));
+}
+
+#[test]
+fn string_errors() {
+    // A string length past EOF: key length field at 24.
+    let mut b = header(3, &[kv("key", 8, gstr(b"v"))], &[]);
+    b[24..32].copy_from_slice(&1000u64.to_le_bytes());
+    let rest = b.len() as u64 - 32;
+    assert!(
+        matches!(kind(&b), FormatErrorKind::StringTooLong { at: 24, len: 1000, limit } if limit == rest)
+    );
+    // A value string length past EOF.
+    let mut v = gstr(b"abc");
+    v[0] = 4;
+    assert!(matches!(
+        kind(&header(3, &[kv("k", 8, v)], &[])),
+        FormatErrorKind::StringTooLong {
+            len: 4,
+            limit: 3,
+            ..
+        }
+    ));
+    assert!(matches!(
+        kind(&header(3, &[kv("", 4, [0; 4])], &[])),
+        FormatErrorKind::EmptyKey { at: 24 }
+    ));
+    let bad_key = Kv(vec![b'k', 0xFF], 4, vec![0; 4]);
+    assert!(matches!(
+        kind(&header(3, &[bad_key], &[])),
+        FormatErrorKind::NotUtf8 {
+            what: "metadata key",
+            at: 24
+        }
+    ));
+}
+
+#[test]
+fn metadata_errors() {
+    let dup = [kv("k", 4, [0; 4]), kv("k", 0, [0])];
+    assert!(
+        matches!(kind(&header(3, &dup, &[])), FormatErrorKind::DuplicateKey { key } if key == "k")
+    );
+    // Value type 13 at offset 24 + 8 + 1.
+    assert!(matches!(
+        kind(&header(3, &[kv("k", 13, [0; 4])], &[])),
+        FormatErrorKind::UnknownValueType {
+            type_id: 13,
+            at: 33
+        }
+    ));
+    // Array element type 13: its field is at 37.
+    assert!(matches!(
+        kind(&header(3, &[kv("k", 9, arr(13, &[]))], &[])),
+        FormatErrorKind::UnknownValueType {
+            type_id: 13,
+            at: 37
+        }
+    ));
+    // Nesting at the cap (8 arrays) reads; 9 does not.
+    let nest = |depth: usize| {
+        let mut v = arr(0, &[]);
+        for _ in 1..depth {
+            v = arr(9, &[v]);
+        }
+        v
+    };
+    parse(&file(&[kv("k", 9, nest(8))], &[], &[], 32)).unwrap();
+    assert!(matches!(
+        kind(&header(3, &[kv("k", 9, nest(9))], &[])),
+        FormatErrorKind::NestedArray {
+            depth: 9,
+            limit: 8,
+            ..
+        }
+    ));
+    for bad in [
+        kv("general.alignment", 4, 0u32.to_le_bytes()),
+        kv("general.alignment", 4, 48u32.to_le_bytes()),
+        kv("general.alignment", 10, 32u64.to_le_bytes()),
+        kv("general.alignment", 5, 32i32.to_le_bytes()),
+    ] {
+        assert!(matches!(
+            kind(&header(3, &[bad], &[])),
+            FormatErrorKind::BadAlignment { .. }
+        ));
+    }
+}
+
+#[test]
+fn tensor_info_errors() {
+    let k = |b: Vec<u8>| kind(&b);
+    assert!(matches!(
+        k(one_tensor(b"t", &[1; 9], 0, 0)),
+        FormatErrorKind::TooManyDims {
+            n_dims: 9,
+            limit: 4,
+            ..
+        }
+    ));
+    assert!(matches!(
+        k(one_tensor(b"t", &[1 << 32, 1 << 32], 0, 0)),
+        FormatErrorKind::ElementOverflow { .. }
+    ));
+    assert!(matches!(
+        k(one_tensor(b"t", &[u64::MAX], 0, 0)),
+        FormatErrorKind::ElementOverflow { .. }
+    ));
+    // 2^62 f32 elements fit in i64, their 2^64 bytes do not fit in u64.
+    assert!(matches!(
+        k(one_tensor(b"t", &[1 << 62], 0, 0)),
+        FormatErrorKind::ElementOverflow { .. }
+    ));
+    assert!(matches!(
+        k(one_tensor(b"t", &[33, 1], 2, 0)),
+        FormatErrorKind::PartialBlock {
+            ne0: 33,
+            block_size: 32,
+            dtype: GgmlType::Q4_0,
+            ..
+        }
+    ));
+    // 0-dimensional tensors have one element, which is not a whole Q4_0 block.
+    assert!(matches!(
+        k(one_tensor(b"t", &[], 2, 0)),
+        FormatErrorKind::PartialBlock { ne0: 1, .. }
+    ));
+    for id in [4u32, 31, 36, 99, u32::MAX] {
+        assert!(
+            matches!(k(one_tensor(b"w", &[8], id, 0)), FormatErrorKind::UnknownDtype { tensor, id: i } if tensor == "w" && i == id)
+        );
+    }
+    let name63 = [b'n'; 63];
+    parse(&one_tensor(&name63, &[8], 0, 0)).unwrap();
+    assert!(matches!(
+        k(one_tensor(&[b'n'; 64], &[8], 0, 0)),
+        FormatErrorKind::NameTooLong {
+            at: 24,
+            len: 64,
+            limit: 63
+        }
+    ));
+    assert!(matches!(
+        k(one_tensor(&[0xC3], &[8], 0, 0)),
+        FormatErrorKind::NotUtf8 {
+            what: "tensor name",
+            at: 24
+        }
+    ));
+    let two = [ti("t", &[8], 0, 0), ti("t", &[8], 0, 32)];
+    assert!(
+        matches!(kind(&file(&[], &two, &[0; 64], 32)), FormatErrorKind::DuplicateTensor { name } if name == "t")
+    );
+    // Truncated inside a dimension: 24 header + 9 name + 4 n_dims + 8 ne0, then 5 of ne1's 8.
+    // (Cut shorter, the tensor count no longer fits the remaining bytes: TooMany.)
+    let b = one_tensor(b"t", &[8, 1], 0, 0);
+    assert!(matches!(
+        kind(&b[..50]),
+        FormatErrorKind::Truncated { at: 45, need: 8 }
+    ));
+}
+
+#[test]
+fn tensor_offset_errors() {
+    // 32 bytes of f32 data in a 32-byte data section: offset 32 ends past EOF.
+    assert!(matches!(
+        kind(&one_tensor(b"t", &[8], 0, 32)),
+        FormatErrorKind::OffsetOutOfBounds {
+            offset: 32,
+            n_bytes: 32,
+            ..
+        }
+    ));
+    assert!(matches!(
+        kind(&one_tensor(b"t", &[8], 0, u64::MAX - 31)),
+        FormatErrorKind::OffsetOutOfBounds { .. }
+    ));
+    assert!(matches!(
+        kind(&one_tensor(b"t", &[4], 0, 16)),
+        FormatErrorKind::OffsetMisaligned {
+            offset: 16,
+            alignment: 32,
+            ..
+        }
+    ));
+    let overlap = [ti("a", &[16], 0, 0), ti("b", &[8], 0, 32)];
+    assert!(matches!(
+        kind(&file(&[], &overlap, &[0; 64], 32)),
+        FormatErrorKind::Overlap { first, second } if first == "a" && second == "b"
+    ));
+    // Zero-size tensors overlap nothing.
+    let empty = [ti("a", &[0], 0, 0), ti("b", &[8], 0, 0)];
+    parse(&file(&[], &empty, &[0; 32], 32)).unwrap();
+}
+
+#[test]
+fn valid_non_canonical_layouts_are_recorded() {
+    // A gap: "b" at 64 instead of 32.
+    let gap = [ti("a", &[8], 0, 0), ti("b", &[8], 0, 64)];
+    let f = parse(&file(&[], &gap, &[0; 96], 32)).unwrap();
+    assert_eq!(
+        f.layout_notes,
+        vec![GgufLayoutNote::NotContiguous {
+            tensor: "b".into(),
+            found: 64,
+            expected: 32
+        }]
+    );
+    let e = f.check_strict().unwrap_err();
+    assert!(matches!(
+        e.kind,
+        FormatErrorKind::OffsetMismatch {
+            found: 64,
+            expected: 32,
+            ..
+        }
+    ));
+    // Out of file order.
+    let swapped = [ti("a", &[8], 0, 32), ti("b", &[8], 0, 0)];
+    let f = parse(&file(&[], &swapped, &[0; 64], 32)).unwrap();
+    assert_eq!(f.layout_notes.len(), 2);
+    // Trailing bytes and non-zero padding.
+    let one = [ti("a", &[4], 0, 0)];
+    let mut data = vec![0u8; 32];
+    data.extend([1, 2, 3]);
+    let b = file(&[], &one, &data, 32);
+    let f = parse(&b).unwrap();
+    assert_eq!(
+        f.layout_notes,
+        vec![GgufLayoutNote::TrailingBytes {
+            at: b.len() as u64 - 3,
+            n_bytes: 3
+        }]
+    );
+    data.truncate(32);
+    data[20] = 7;
+    let b = file(&[], &one, &data, 32);
+    let f = parse(&b).unwrap();
+    let at = (b.len() - 12) as u64;
+    assert_eq!(f.layout_notes, vec![GgufLayoutNote::NonZeroPadding { at }]);
+    assert!(
+        rewrite(&f) != b,
+        "non-canonical files are normalised, not copied"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer errors
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn writer_refuses_what_the_reader_would_refuse() {
+    let spec = |name, ne, dtype| GgufTensorSpec { name, ne, dtype };
+    let w = |meta: &[(String, GgufValue)], t: &[GgufTensorSpec], n: usize| {
+        write_gguf_to_vec(3, meta, t, &mut |_, w| w.write_all(&vec![0u8; n]))
+            .unwrap_err()
+            .kind
+    };
+    let t8 = [spec("t", &[8][..], GgmlType::F32)];
+    assert!(matches!(
+        w(&[], &t8, 31),
+        FormatErrorKind::WrongDataSize {
+            written: 31,
+            expected: 32,
+            ..
+        }
+    ));
+    assert!(matches!(
+        w(&[], &t8, 33),
+        FormatErrorKind::WrongDataSize {
+            written: 33,
+            expected: 32,
+            ..
+        }
+    ));
+    let e =
+        write_gguf_to_vec(3, &[], &t8, &mut |_, _| Err(std::io::Error::other("boom"))).unwrap_err();
+    assert!(matches!(e.kind, FormatErrorKind::TensorData { tensor, .. } if tensor == "t"));
+    let bad_align = [("general.alignment".to_string(), GgufValue::U64(32))];
+    assert!(matches!(
+        w(&bad_align, &t8, 32),
+        FormatErrorKind::BadAlignment { .. }
+    ));
+    let mixed = GgufValue::Array(GgufArray {
+        elem_type: GgufValueType::U32,
+        items: vec![GgufValue::U8(1)],
+    });
+    assert!(matches!(
+        w(&[("k".into(), mixed)], &[], 0),
+        FormatErrorKind::ArrayTypeMismatch { index: 0, .. }
+    ));
+    let dup = [
+        ("k".to_string(), GgufValue::U8(1)),
+        ("k".to_string(), GgufValue::U8(2)),
+    ];
+    assert!(matches!(
+        w(&dup, &[], 0),
+        FormatErrorKind::DuplicateKey { .. }
+    ));
+    let q = [spec("q", &[16][..], GgmlType::Q4_0)];
+    assert!(matches!(
+        w(&[], &q, 0),
+        FormatErrorKind::PartialBlock { .. }
+    ));
+    let two = [
+        spec("t", &[8][..], GgmlType::F32),
+        spec("t", &[8][..], GgmlType::F32),
+    ];
+    assert!(matches!(
+        w(&[], &two, 32),
+        FormatErrorKind::DuplicateTensor { .. }
+    ));
+    assert!(matches!(
+        write_gguf_to_vec(1, &[], &[], &mut |_, _| Ok(()))
+            .unwrap_err()
+            .kind,
+        FormatErrorKind::UnsupportedVersion { version: 1 }
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile input: never a panic
+// ---------------------------------------------------------------------------------------------
+
+/// Positions worth mutating: every count, length and offset field of [`model`], plus random ones.
+fn mutation() -> impl Strategy<Value = Vec<(usize, u8)>> {
+    let len = model(32).bytes.len();
+    prop::collection::vec((0..len, any::<u8>()), 1..8)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn mutated_files_give_ok_or_err(muts in mutation()) {
+        let mut b = model(32).bytes;
+        for (i, v) in muts {
+            b[i] = v;
+        }
+        if let Ok(f) = parse(&b) {
+            // Whatever parses hands out in-bounds data and can be rewritten.
+            for t in &f.tensors {
+                prop_assert_eq!(f.tensor_data(t).len() as u64, t.n_bytes);
+            }
+            let _ = write_gguf_to_vec(f.version, &f.metadata, &f.tensor_specs(), &mut |i, w| {
+                w.write_all(f.tensor_data(&f.tensors[i]))
+            });
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_after_a_valid_header_give_ok_or_err(
+        tail in prop::collection::vec(any::<u8>(), 0..512),
+        n_tensors in prop::sample::select(vec![0u64, 1, 2, 3, 255, 1 << 33, u64::MAX]),
+        n_kv in prop::sample::select(vec![0u64, 1, 2, 3, 255, 1 << 33, u64::MAX]),
+    ) {
+        let mut b = b"GGUF\x03\0\0\0".to_vec();
+        b.extend(n_tensors.to_le_bytes());
+        b.extend(n_kv.to_le_bytes());
+        b.extend(tail);
+        let _ = parse(&b);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real files (opt-in): `APR_QA_GGUF_DIR=<dir> cargo test --test tests gguf::real -- --ignored`
+// (default dir: ~/.cache/apr-qa/models). Every *.gguf below it must read without layout notes
+// and rewrite byte-identically.
+// ---------------------------------------------------------------------------------------------
+
+fn gguf_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            gguf_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "gguf") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs real GGUF files; set APR_QA_GGUF_DIR"]
+fn real_files_round_trip_byte_identically() {
+    let dir = std::env::var_os("APR_QA_GGUF_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache/apr-qa/models"))
+        })
+        .unwrap();
+    let mut files = Vec::new();
+    gguf_files(&dir, &mut files);
+    assert!(!files.is_empty(), "no .gguf files under {}", dir.display());
+    let tmp = tempfile::tempdir().unwrap();
+    for p in files {
+        let f = GgufFile::open(&p).unwrap_or_else(|e| panic!("{e}"));
+        assert!(f.is_canonical(), "{}: {:?}", p.display(), f.layout_notes);
+        let out = tmp.path().join("rt.gguf");
+        write_gguf(
+            &out,
+            f.version,
+            &f.metadata,
+            &f.tensor_specs(),
+            &mut |i, w| w.write_all(f.tensor_data(&f.tensors[i])),
+        )
+        .unwrap();
+        let back = GgufFile::open(&out).unwrap();
+        assert!(
+            back.bytes() == f.bytes(),
+            "{} differs after rewrite",
+            p.display()
+        );
+        eprintln!(
+            "ok {} ({} tensors, {} kv, {} bytes)",
+            p.display(),
+            f.tensors.len(),
+            f.metadata.len(),
+            f.file_size
+        );
+    }
+}
