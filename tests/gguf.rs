@@ -7,7 +7,9 @@
 
 use apr_qa::dtype::GgmlType;
 use apr_qa::formats::gguf::{GgufArray, GgufFile, GgufLayoutNote, GgufValue, GgufValueType};
-use apr_qa::formats::gguf_write::{write_gguf, write_gguf_to_vec, GgufTensorSpec};
+use apr_qa::formats::gguf_write::{
+    write_gguf, write_gguf_to_vec, write_gguf_to_vec_with, write_gguf_with, GgufTensorSpec,
+};
 use apr_qa::formats::{detect, Format, FormatError, FormatErrorKind};
 use proptest::prelude::*;
 
@@ -262,9 +264,14 @@ fn kind(bytes: &[u8]) -> FormatErrorKind {
 }
 
 fn rewrite(f: &GgufFile) -> Vec<u8> {
-    write_gguf_to_vec(f.version, &f.metadata, &f.tensor_specs(), &mut |i, w| {
-        w.write_all(f.tensor_data(&f.tensors[i]))
-    })
+    let opts = f.write_options();
+    write_gguf_to_vec_with(
+        &opts,
+        f.version,
+        &f.metadata,
+        &f.tensor_specs(),
+        &mut |i, w| w.write_all(f.tensor_data(&f.tensors[i])),
+    )
     .unwrap()
 }
 
@@ -393,6 +400,15 @@ fn zero_tensor_file_round_trips() {
     assert!(f.tensors.is_empty() && f.is_canonical());
     assert_eq!(f.data_offset, bytes.len() as u64);
     assert!(rewrite(&f) == bytes);
+    // gguf-py's vocab-only files stop at the end of the metadata (no padding): also canonical.
+    let unpadded = header(3, &kvs, &[]);
+    assert!(unpadded.len() % 32 != 0);
+    let f = parse(&unpadded).unwrap();
+    assert!(f.is_canonical() && !f.write_options().pad_empty_data_section);
+    assert!(rewrite(&f) == unpadded);
+    // The default options pad, as ggml does.
+    let padded = write_gguf_to_vec(3, &f.metadata, &[], &mut |_, _| Ok(())).unwrap();
+    assert!(padded == bytes);
 }
 
 #[test]
@@ -907,8 +923,19 @@ fn mutation() -> impl Strategy<Value = Vec<(usize, u8)>> {
     prop::collection::vec((0..len, any::<u8>()), 1..8)
 }
 
+/// Shrunk failures go to `tests/gguf.proptest-regressions` (commit them).
+fn proptest_config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 2000,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
+            "proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(proptest_config())]
 
     #[test]
     fn mutated_files_give_ok_or_err(muts in mutation()) {
@@ -939,6 +966,100 @@ proptest! {
         b.extend(tail);
         let _ = parse(&b);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// An external oracle: a file written by gguf-py 0.19.0 (`GGUFWriter`, custom alignment 64;
+// Q8_0/Q4_0 data from `gguf.quants.quantize`). Script: add_custom_alignment(64), u32, f32,
+// bool, string array, int array, u64, string; tensors F32 [3,5], F16 [7], Q8_0 [2,64],
+// Q4_0 [2,64], F32 [4,1,3] (numpy shapes). Expected values are gguf-py's `GGUFReader` output.
+// ---------------------------------------------------------------------------------------------
+
+const GGUF_PY_A64: &str = concat!(
+    "474755460300000005000000000000000900000000000000140000000000000067656e6572616c2e6172636869746563",
+    "747572650800000005000000000000006c6c616d61110000000000000067656e6572616c2e616c69676e6d656e740400",
+    "00004000000011000000000000006c6c616d612e626c6f636b5f636f756e74040000000100000014000000000000006c",
+    "6c616d612e726f70652e667265715f626173650600000000401c460600000000000000742e626f6f6c07000000010600",
+    "000000000000742e73747273090000000800000003000000000000000100000000000000610200000000000000626302",
+    "00000000000000c3bc0600000000000000742e696e747309000000050000000300000000000000010000000200000003",
+    "0000000500000000000000742e6269670a00000005000000000000801700000000000000746f6b656e697a65722e6368",
+    "61745f74656d706c6174650800000007000000000000007b7b2078207d7d1100000000000000746f6b656e5f656d6264",
+    "2e7765696768740200000005000000000000000300000000000000000000000000000000000000160000000000000062",
+    "6c6b2e302e6174746e5f6e6f726d2e776569676874010000000700000000000000010000004000000000000000130000",
+    "0000000000626c6b2e302e6174746e5f712e776569676874020000004000000000000000020000000000000008000000",
+    "80000000000000001300000000000000626c6b2e302e66666e5f75702e77656967687402000000400000000000000002",
+    "000000000000000200000040010000000000000d000000000000006f75747075742e7765696768740300000003000000",
+    "000000000100000000000000040000000000000000000000c00100000000000000000000000000000000000000000000",
+    "0000000000000000000000000000000000000000000000000000000000000000a2ae07bf85d271be4982e83f1afc4bbd",
+    "7165b13d6758bebf02dcd23f7ee06a3f5291883f7b44433de3a96a3fbeecbd3ef6f91c3f79d81bbe5ca8bcbf00000000",
+    "1e3cbdbfaeb38bb22cbce83869b200000000000000000000000000000000000000000000000000000000000000000000",
+    "00000000000000000000000000000000a824e81de64c13e695b83cfdf05ab9e0e620dcdea8282ce609b9e64c077fd520",
+    "f51f432600e9dd7dfdaee51cec3829faedd7e3c43141cdd0b8d981d135f223ec4808f0688e25f1c809fe31d62527e108",
+    "da6ce0ebcff00023e4f7bfda7f30dcc2d3ff02dec5429b270ff3f9ee9d04dcdeea19d9d01619e013f60ad61c29151381",
+    "09fffbeb020ef7f000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+    "000000000000000000000000000000009fb4aaa6ea5357aa7fcda4388902bc6a9a663636b8c7565f3863065ab77cab78",
+    "d79576f483b5896ca798c5ab0656aac8ba818aa9cb498b37799758a7b2989606978a8675899a76790000000000000000",
+    "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+    "93689d3fab7c8dbf20dc833f540e353efae64dbf827894beb3846bbf07d12c3f2e20b23e328a0ebf7d158dbf887a9a3e",
+    "00000000000000000000000000000000",
+);
+
+#[test]
+fn reads_and_reproduces_a_gguf_py_file() {
+    let bytes: Vec<u8> = (0..GGUF_PY_A64.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&GGUF_PY_A64[i..i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(bytes.len(), 1216);
+    let f = parse(&bytes).unwrap();
+    assert_eq!((f.version, f.alignment), (3, 64));
+    let keys: Vec<(&str, GgufValueType)> = f
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.type_of()))
+        .collect();
+    use GgufValueType as T;
+    assert_eq!(
+        keys,
+        [
+            ("general.architecture", T::String),
+            ("general.alignment", T::U32),
+            ("llama.block_count", T::U32),
+            ("llama.rope.freq_base", T::F32),
+            ("t.bool", T::Bool),
+            ("t.strs", T::Array),
+            ("t.ints", T::Array),
+            ("t.big", T::U64),
+            ("tokenizer.chat_template", T::String),
+        ]
+    );
+    assert_eq!(
+        f.get("t.big").and_then(GgufValue::as_u64),
+        Some((1 << 63) + 5)
+    );
+    assert_eq!(
+        f.get("t.ints")
+            .and_then(GgufValue::as_array)
+            .map(|a| a.elem_type),
+        Some(T::I32)
+    );
+    // (name, ne, dtype, absolute data offset, n_bytes) as gguf-py reports them.
+    let want: [(&str, &[u64], GgmlType, u64, u64); 5] = [
+        ("token_embd.weight", &[5, 3], GgmlType::F32, 704, 60),
+        ("blk.0.attn_norm.weight", &[7], GgmlType::F16, 768, 14),
+        ("blk.0.attn_q.weight", &[64, 2], GgmlType::Q8_0, 832, 136),
+        ("blk.0.ffn_up.weight", &[64, 2], GgmlType::Q4_0, 1024, 72),
+        ("output.weight", &[3, 1, 4], GgmlType::F32, 1152, 48),
+    ];
+    for (t, (name, ne, dtype, abs, n)) in f.tensors.iter().zip(want) {
+        assert_eq!(
+            (t.name.as_str(), t.ne.as_slice(), t.dtype),
+            (name, ne, dtype)
+        );
+        assert_eq!((f.data_offset + t.offset, t.n_bytes), (abs, n));
+    }
+    assert!(f.is_canonical(), "{:?}", f.layout_notes);
+    assert!(rewrite(&f) == bytes);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -978,8 +1099,9 @@ fn real_files_round_trip_byte_identically() {
         let f = GgufFile::open(&p).unwrap_or_else(|e| panic!("{e}"));
         assert!(f.is_canonical(), "{}: {:?}", p.display(), f.layout_notes);
         let out = tmp.path().join("rt.gguf");
-        write_gguf(
+        write_gguf_with(
             &out,
+            &f.write_options(),
             f.version,
             &f.metadata,
             &f.tensor_specs(),

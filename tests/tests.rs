@@ -2,3 +2,5 @@
 mod apr;
 mod gguf;
 mod safetensors;
+mod oracle;
+mod fetch_models;

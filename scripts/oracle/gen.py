@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import math
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -476,7 +477,8 @@ class Driver:
                 break
             failed = pending[len(done)]
             err = [l for l in p.stderr.splitlines() if "GGML_ASSERT" in l or "Oops" in l or "error" in l]
-            errors[failed] = (err or p.stderr.strip().splitlines() or ["exit %d" % p.returncode])[-1].strip()
+            msg = (err or p.stderr.strip().splitlines() or ["exit %d" % p.returncode])[-1].strip()
+            errors[failed] = re.sub(r"\S*/([\w.-]+\.(?:c|cpp|h)):", r"\1:", msg)  # no local paths
             results[failed] = None
             pending = pending[len(done) + 1:]
         return results, errors

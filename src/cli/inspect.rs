@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use apr_qa::formats::apr::AprFile;
 use apr_qa::formats::gguf::{GgufFile, GgufValue};
+use apr_qa::formats::safetensors::SafetensorsModel;
 use apr_qa::formats::{detect, Format};
 use serde_json::{json, Value};
 
@@ -25,7 +27,9 @@ pub fn run(args: Args) -> Result<u8, Failure> {
     let format = detect(&args.file).map_err(Failure::bad_input)?;
     let report = match format {
         Format::Gguf => inspect_gguf(&GgufFile::open(&args.file).map_err(Failure::bad_input)?),
-        Format::Apr | Format::SafeTensors | Format::Directory => {
+        Format::Apr => inspect_apr(&AprFile::open(&args.file).map_err(Failure::bad_input)?),
+        Format::SafeTensors => inspect_st(&SafetensorsModel::open(&args.file).map_err(Failure::bad_input)?),
+        Format::Directory => {
             return Err(Failure::bad_input(anyhow::anyhow!(
                 "{}: inspect does not read {} yet",
                 args.file.display(),
@@ -116,6 +120,78 @@ fn inspect_gguf(f: &GgufFile) -> Value {
         "metadata": metadata,
         "tensors": tensors,
     })
+}
+
+/// A JSON value with long arrays summarised and long strings clipped.
+fn summarise(v: &Value) -> Value {
+    match v {
+        Value::Array(a) if a.len() > ARRAY_PREVIEW => {
+            json!({ "len": a.len(), "first": a.iter().take(ARRAY_PREVIEW).map(summarise).collect::<Vec<_>>() })
+        }
+        Value::Array(a) => Value::Array(a.iter().map(summarise).collect()),
+        Value::String(s) if s.len() > 200 => json!(format!("{}… ({} bytes)", s.chars().take(120).collect::<String>(), s.len())),
+        other => other.clone(),
+    }
+}
+
+/// Builds the common report from (name, dtype, shape, offset, bytes, params) rows.
+fn report(
+    path: &std::path::Path,
+    format: &str,
+    version: String,
+    file_bytes: u64,
+    metadata: Vec<Value>,
+    rows: Vec<(String, String, Vec<u64>, u64, u64)>,
+) -> Value {
+    let mut histogram: BTreeMap<String, u64> = BTreeMap::new();
+    let mut n_params: u64 = 0;
+    let tensors: Vec<Value> = rows
+        .into_iter()
+        .map(|(name, dtype, shape, offset, n_bytes)| {
+            *histogram.entry(dtype.clone()).or_default() += 1;
+            n_params += shape.iter().product::<u64>();
+            json!({ "name": name, "dtype": dtype, "shape": shape, "offset": offset, "n_bytes": n_bytes })
+        })
+        .collect();
+    json!({
+        "path": path.display().to_string(),
+        "format": format,
+        "version": version,
+        "file_bytes": file_bytes,
+        "n_tensors": tensors.len(),
+        "n_params": n_params,
+        "dtype_histogram": histogram,
+        "metadata": metadata,
+        "tensors": tensors,
+    })
+}
+
+fn inspect_apr(f: &AprFile) -> Value {
+    let metadata = f.metadata.iter().map(|(k, v)| json!({ "key": k, "type": "json", "value": summarise(v) })).collect();
+    let rows = f
+        .entries
+        .iter()
+        .map(|e| (e.name.clone(), e.dtype.name().to_string(), e.dims.clone(), e.offset, e.size))
+        .collect();
+    let mut r = report(&f.path, "apr", format!("{}.{}", f.version.0, f.version.1), f.bytes().len() as u64, metadata, rows);
+    r["flags"] = json!(format!("{:#06x}", f.flags));
+    r["footer"] = json!(format!("{:?}", f.footer));
+    r["findings"] = json!(f.findings);
+    r
+}
+
+fn inspect_st(m: &SafetensorsModel) -> Value {
+    let metadata = m.metadata.iter().map(|(k, v)| json!({ "key": k, "type": "string", "value": summarise(&json!(v)) })).collect();
+    let rows = m
+        .tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.dtype.to_string(), t.shape.clone(), t.start, t.end - t.start))
+        .collect();
+    let bytes: u64 = m.shards.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|md| md.len()).sum();
+    let path = m.index.clone().or_else(|| m.shards.first().cloned()).unwrap_or_default();
+    let mut r = report(&path, "safetensors", "-".into(), bytes, metadata, rows);
+    r["shards"] = json!(m.shards.iter().map(|p| p.display().to_string()).collect::<Vec<_>>());
+    r
 }
 
 fn print_text(r: &Value) {

@@ -3,6 +3,7 @@
 //! Exit codes (documented in the README): 0 pass, 1 a check failed or a gate was falsified,
 //! 2 bad input or usage, 3 incomplete run.
 
+mod check;
 mod convert;
 mod inspect;
 
@@ -37,6 +38,12 @@ enum Command {
     Inspect(inspect::Args),
     /// Convert a model between GGUF, APR and SafeTensors (lossless unless --dtype says otherwise).
     Convert(convert::Args),
+    /// Compare two models tensor by tensor (any formats); exit 1 when they differ.
+    Diff(check::DiffArgs),
+    /// Per-tensor sha256 of raw bytes and of dequantized f32 values, plus value statistics.
+    Fingerprint(check::FileArgs),
+    /// Check a model's values and metadata; exit 1 on any finding.
+    Validate(check::FileArgs),
 }
 
 /// A failure the CLI reports: the message and the exit code it maps to.
@@ -80,6 +87,9 @@ pub fn run() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),
         Command::Convert(a) => convert::run(a),
+        Command::Diff(a) => check::run_diff(a),
+        Command::Fingerprint(a) => check::run_fingerprint(a),
+        Command::Validate(a) => check::run_validate(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -9,6 +9,10 @@
 //! time, host or path), so converting twice or by two routes gives identical files.
 
 pub mod apr_meta;
+pub mod diff;
+pub mod fingerprint;
+pub mod validate;
+pub mod values;
 pub mod requant;
 
 use std::path::{Path, PathBuf};

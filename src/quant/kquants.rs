@@ -294,3 +294,169 @@ pub fn dequantize_q8_k(src: &[u8], dst: &mut [f32]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sub-block scales sc = [1, 2, 3, 4, 33, 34, 35, 63] and mins m = [5, 6, 7, 8, 40, 41, 42, 60],
+    /// packed by hand from the layout in reference doc §2.3.
+    const K4_SCALES: [u8; 12] = [
+        0x81, 0x82, 0x83, 0xC4, 0x85, 0x86, 0x87, 0xC8, 0x81, 0x92, 0xA3, 0xCF,
+    ];
+    const K4_SC: [u8; 8] = [1, 2, 3, 4, 33, 34, 35, 63];
+    const K4_M: [u8; 8] = [5, 6, 7, 8, 40, 41, 42, 60];
+
+    fn dq(f: fn(&[u8], &mut [f32]), block: &[u8]) -> Vec<f32> {
+        let mut y = vec![f32::NAN; QK_K];
+        f(block, &mut y);
+        y
+    }
+
+    /// Asserts `y` is zero except at `pos`, where it equals `want`.
+    fn only_at(y: &[f32], pos: usize, want: f32) {
+        for (i, &v) in y.iter().enumerate() {
+            let expect = if i == pos { want } else { 0.0 };
+            assert_eq!(v, expect, "element {i}");
+        }
+    }
+
+    #[test]
+    fn scale_min_k4_unpacks_hand_packed_bytes() {
+        for j in 0..8 {
+            assert_eq!(
+                get_scale_min_k4(j, &K4_SCALES),
+                (K4_SC[j], K4_M[j]),
+                "j={j}"
+            );
+        }
+        assert_eq!(unpack_scales_min_k4(&K4_SCALES), (K4_SC, K4_M));
+    }
+
+    #[test]
+    fn q3_k_scales_unpack_hand_packed_bytes() {
+        // Every l_j = 33 (low nibble 1, high bits 2), except l_5 = 0 and l_14 = 63.
+        let mut s = [0x11u8; 12];
+        s[8..12].copy_from_slice(&[0xAA; 4]);
+        s[5] = 0x10; // l_5 low nibble 0
+        s[9] &= !(3 << 2); // l_5: byte 8 + 1, bits 2..3
+        s[6] |= 0xF0; // l_14 low nibble 15 (high nibble of byte 6)
+        s[10] |= 3 << 6; // l_14: byte 8 + 2, bits 6..7
+        let mut want = [33u8; 16];
+        want[5] = 0;
+        want[14] = 63;
+        assert_eq!(unpack_scales_q3_k(&s), want);
+    }
+
+    #[test]
+    fn q4_k_block_decodes_to_layout_values() {
+        let mut b = vec![0u8; Q4_K_BYTES];
+        b[0..2].copy_from_slice(&0x3C00u16.to_le_bytes()); // d = 1
+        b[2..4].copy_from_slice(&0x3800u16.to_le_bytes()); // dmin = 0.5
+        b[4..16].copy_from_slice(&K4_SCALES);
+        for (i, q) in b[16..].iter_mut().enumerate() {
+            let l = (i % 32) as u8 % 16;
+            *q = l | ((15 - l) << 4);
+        }
+        let y = dq(dequantize_q4_k, &b);
+        for c in 0..4 {
+            for l in 0..32 {
+                let q = (l % 16) as f32;
+                let lo = f32::from(K4_SC[2 * c]) * q - 0.5 * f32::from(K4_M[2 * c]);
+                let hi =
+                    f32::from(K4_SC[2 * c + 1]) * (15.0 - q) - 0.5 * f32::from(K4_M[2 * c + 1]);
+                assert_eq!(y[64 * c + l], lo, "element {}", 64 * c + l);
+                assert_eq!(y[64 * c + 32 + l], hi, "element {}", 64 * c + 32 + l);
+            }
+        }
+    }
+
+    #[test]
+    fn q2_k_element_order() {
+        // qs[32 + 17] bits 4..5 = 3: half 1, shift 4 (j = 2), second 16 → element 128 + 64 + 16 + 1.
+        let mut b = vec![0u8; Q2_K_BYTES];
+        b[..16].fill(0x01);
+        b[80..82].copy_from_slice(&0x3C00u16.to_le_bytes());
+        b[16 + 32 + 17] = 3 << 4;
+        only_at(&dq(dequantize_q2_k, &b), 209, 3.0);
+    }
+
+    #[test]
+    fn q3_k_element_order_and_high_bit() {
+        let mut b = vec![0u8; Q3_K_BYTES];
+        b[..32].fill(0xFF); // all high bits set: q = q2
+        b[96..104].fill(0x11);
+        b[104..108].fill(0xAA); // every scale 33 − 32 = 1
+        b[108..110].copy_from_slice(&0x3C00u16.to_le_bytes());
+        // qs[5] bits 6..7 = 2: half 0, j = 3 → element 96 + 5.
+        b[32 + 5] = 2 << 6;
+        only_at(&dq(dequantize_q3_k, &b), 101, 2.0);
+        // Clearing hmask[21] bit 6 subtracts 4 at element 32·6 + 21 (half 1, j = 2, second 16).
+        b[32 + 5] = 0;
+        b[21] &= !(1 << 6);
+        only_at(&dq(dequantize_q3_k, &b), 213, -4.0);
+    }
+
+    #[test]
+    fn q5_k_element_order_and_high_bit() {
+        let mut b = vec![0u8; Q5_K_BYTES];
+        b[0..2].copy_from_slice(&0x3C00u16.to_le_bytes());
+        b[4..8].fill(1); // sc[0..4] = 1, m = 0
+        b[12..16].fill(0x01); // sc[4..8] = 1
+                              // qh[7] bit 5 (= 2c + 1 with c = 2): element 64·2 + 32 + 7 gets +16.
+        b[16 + 7] = 1 << 5;
+        only_at(&dq(dequantize_q5_k, &b), 167, 16.0);
+    }
+
+    #[test]
+    fn q6_k_element_order_and_order_of_products() {
+        let mut b = vec![0u8; Q6_K_BYTES];
+        // Every 6-bit code 32 (value 0): ql nibbles 0, qh pairs 2 → qh = 0b10101010.
+        b[128..192].fill(0xAA);
+        b[192..208].fill(1);
+        b[208..210].copy_from_slice(&0x3C00u16.to_le_bytes());
+        // Element 128 + 64 + 20: half 1, l = 20, third quarter → high nibble of ql[64 + 20],
+        // bits 4..5 of qh[32 + 20]. Code 3 | (3 << 4) = 51 → value 19.
+        b[64 + 20] = 3 << 4;
+        b[128 + 32 + 20] = (0xAA & !(3 << 4)) | (3 << 4);
+        only_at(&dq(dequantize_q6_k, &b), 212, 19.0);
+        // (d·sc)·q rounds differently from d·(sc·q): d = 1 + 2^-10, sc = 127, q = −31.
+        let mut b = vec![0u8; Q6_K_BYTES];
+        b[192..208].fill(127);
+        b[208..210].copy_from_slice(&0x3C01u16.to_le_bytes());
+        // code 1 everywhere: ql nibbles 1, qh pairs 0.
+        b[..128].fill(0x11);
+        let d = 1.0f32 + 1.0 / 1024.0;
+        let want = (d * 127.0) * -31.0;
+        assert_ne!(
+            want,
+            d * (127.0 * -31.0),
+            "example must distinguish the orders"
+        );
+        assert!(dq(dequantize_q6_k, &b).iter().all(|&v| v == want));
+    }
+
+    #[test]
+    fn q8_k_is_d_times_q() {
+        let mut b = vec![0u8; Q8_K_BYTES];
+        b[..4].copy_from_slice(&0.25f32.to_le_bytes());
+        for (i, q) in b[4..260].iter_mut().enumerate() {
+            *q = (i as i8).wrapping_sub(100) as u8;
+        }
+        let y = dq(dequantize_q8_k, &b);
+        for (i, &v) in y.iter().enumerate() {
+            assert_eq!(
+                v,
+                0.25 * f32::from((i as i8).wrapping_sub(100)),
+                "element {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn nan_scale_propagates() {
+        let mut b = vec![0u8; Q4_K_BYTES];
+        b[0..2].copy_from_slice(&0x7E00u16.to_le_bytes());
+        assert!(dq(dequantize_q4_k, &b).iter().all(|v| v.is_nan()));
+    }
+}

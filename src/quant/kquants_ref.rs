@@ -16,7 +16,8 @@
 use super::float::{f16_to_f32, f32_to_f16};
 use super::kquants::get_scale_min_k4;
 use super::kquants_search::{
-    make_q3_quants_rmse, make_qkx2_quants, make_qx_quants_rmse1, nearest_int, Qkx2, GROUP_MAX_EPS,
+    clamp_int, make_q3_quants_rmse, make_qkx2_quants, make_qx_quants_rmse1, nearest_int, Qkx2,
+    GROUP_MAX_EPS,
 };
 
 const QK_K: usize = super::kquants::QK_K;
@@ -30,6 +31,17 @@ fn blocks<'a, const BYTES: usize>(
     src.chunks_exact(QK_K)
         .zip(dst.chunks_exact_mut(BYTES))
         .filter_map(|(x, y)| Some((x.first_chunk::<QK_K>()?, y.first_chunk_mut::<BYTES>()?)))
+}
+
+/// The `N`-element sub-blocks of a super-block, as arrays (N divides 256).
+fn groups<const N: usize>(x: &[f32; QK_K]) -> impl Iterator<Item = &[f32; N]> {
+    x.chunks_exact(N).filter_map(|c| c.first_chunk::<N>())
+}
+
+/// The `N`-code sub-blocks of a super-block's codes, as arrays (N divides 256).
+fn groups_mut<const N: usize>(l: &mut [u8; QK_K]) -> impl Iterator<Item = &mut [u8; N]> {
+    l.chunks_exact_mut(N)
+        .filter_map(|c| c.first_chunk_mut::<N>())
 }
 
 #[inline(always)]
@@ -63,11 +75,10 @@ pub fn quantize_q2_k(src: &[f32], dst: &mut [u8]) {
         let mut mins = [0f32; 16];
         let mut max_scale = 0f32;
         let mut max_min = 0f32;
-        for j in 0..16 {
-            let xs = &x[16 * j..16 * j + 16];
+        for (j, (xs, ls)) in groups::<16>(x).zip(groups_mut::<16>(&mut l)).enumerate() {
             let mut w = [0f32; 16];
             w.iter_mut().zip(xs).for_each(|(w, &xi)| *w = xi.abs());
-            (scales[j], mins[j]) = make_qkx2_quants(P, xs, &w, &mut l[16 * j..16 * j + 16]);
+            (scales[j], mins[j]) = make_qkx2_quants(P, xs, &w, ls);
             if scales[j] > max_scale {
                 max_scale = scales[j];
             }
@@ -107,7 +118,7 @@ pub fn quantize_q2_k(src: &[f32], dst: &mut [u8]) {
                 .iter_mut()
                 .zip(&x[16 * j..16 * j + 16])
             {
-                *lo = nearest_int((xi + m) / d).clamp(0, 3) as u8;
+                *lo = clamp_int(nearest_int((xi + m) / d), 0, 3) as u8;
             }
         }
         pack_2bit(&l, &mut rest[..64]);
@@ -122,9 +133,8 @@ pub fn quantize_q3_k(src: &[f32], dst: &mut [u8]) {
         let mut scales = [0f32; 16];
         let mut max_scale = 0f32;
         let mut amax = 0f32;
-        for j in 0..16 {
-            scales[j] =
-                make_q3_quants_rmse(4, &x[16 * j..16 * j + 16], &mut l[16 * j..16 * j + 16]);
+        for (j, (xs, ls)) in groups::<16>(x).zip(groups_mut::<16>(&mut l)).enumerate() {
+            scales[j] = make_q3_quants_rmse(4, xs, ls);
             let a = scales[j].abs();
             if a > amax {
                 amax = a;
@@ -160,7 +170,7 @@ pub fn quantize_q3_k(src: &[f32], dst: &mut [u8]) {
                 .iter_mut()
                 .zip(&x[16 * j..16 * j + 16])
             {
-                *lo = (nearest_int(xi / d).clamp(-4, 3) + 4) as u8;
+                *lo = (clamp_int(nearest_int(xi / d), -4, 3) + 4) as u8;
             }
         }
         let (hmask, rest) = y.split_at_mut(32);
@@ -187,8 +197,7 @@ fn quantize_q45_head(p: Qkx2, x: &[f32; QK_K], y: &mut [u8]) -> [u8; QK_K] {
     let mut mins = [0f32; 8];
     let mut max_scale = 0f32;
     let mut max_min = 0f32;
-    for j in 0..8 {
-        let xs = &x[32 * j..32 * j + 32];
+    for (j, (xs, ls)) in groups::<32>(x).zip(groups_mut::<32>(&mut l)).enumerate() {
         let mut sum_x2 = 0f32;
         for &xi in xs {
             sum_x2 += xi * xi;
@@ -198,7 +207,7 @@ fn quantize_q45_head(p: Qkx2, x: &[f32; QK_K], y: &mut [u8]) -> [u8; QK_K] {
         w.iter_mut()
             .zip(xs)
             .for_each(|(w, &xi)| *w = av_x + xi.abs());
-        (scales[j], mins[j]) = make_qkx2_quants(p, xs, &w, &mut l[32 * j..32 * j + 32]);
+        (scales[j], mins[j]) = make_qkx2_quants(p, xs, &w, ls);
         if scales[j] > max_scale {
             max_scale = scales[j];
         }
@@ -246,7 +255,7 @@ fn quantize_q45_head(p: Qkx2, x: &[f32; QK_K], y: &mut [u8]) -> [u8; QK_K] {
             .iter_mut()
             .zip(&x[32 * j..32 * j + 32])
         {
-            *lo = nearest_int((xi + m) / d).clamp(0, p.nmax) as u8;
+            *lo = clamp_int(nearest_int((xi + m) / d), 0, p.nmax) as u8;
         }
     }
     l
@@ -304,9 +313,8 @@ pub fn quantize_q6_k(src: &[f32], dst: &mut [u8]) {
         let mut scales = [0f32; 16];
         let mut max_scale = 0f32;
         let mut max_abs_scale = 0f32;
-        for ib in 0..16 {
-            let s =
-                make_qx_quants_rmse1(32, &x[16 * ib..16 * ib + 16], &mut l[16 * ib..16 * ib + 16]);
+        for (ib, (xs, ls)) in groups::<16>(x).zip(groups_mut::<16>(&mut l)).enumerate() {
+            let s = make_qx_quants_rmse1(32, xs, ls);
             scales[ib] = s;
             if s.abs() > max_abs_scale {
                 max_abs_scale = s.abs();
@@ -332,7 +340,7 @@ pub fn quantize_q6_k(src: &[f32], dst: &mut [u8]) {
                 .iter_mut()
                 .zip(&x[16 * ib..16 * ib + 16])
             {
-                *lo = (nearest_int(xi / d).clamp(-32, 31) + 32) as u8;
+                *lo = (clamp_int(nearest_int(xi / d), -32, 31) + 32) as u8;
             }
         }
         let (ql, qh) = y[..192].split_at_mut(128);

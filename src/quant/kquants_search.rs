@@ -23,16 +23,31 @@ pub(crate) fn nearest_int(f: f32) -> i32 {
     (val.to_bits() as i32 & 0x007f_ffff) - 0x0040_0000
 }
 
+/// `l.clamp(lo, hi)` for `l` from [`nearest_int`] (|l| ≤ 2^22, so nothing overflows), written
+/// with masks so that it compiles without branches: the searches clamp often and
+/// unpredictably, and a mispredicted branch per element would double their cost.
+#[inline(always)]
+pub(crate) fn clamp_int(l: i32, lo: i32, hi: i32) -> i32 {
+    let a = l - lo;
+    let l = lo + (a & !(a >> 31));
+    let b = l - hi;
+    hi + (b & (b >> 31))
+}
+
 /// ggml `make_qx_quants` with `rmse_type = 1` and no importance weights (weights x²): symmetric
 /// quantization of `x` to `L[i] ∈ 0..2·nmax` (stored as l + nmax), trying 19 scales. Returns the
 /// scale; an all-zero group (max |x| < [`GROUP_MAX_EPS`]) returns 0 with `L = 0`.
-pub(crate) fn make_qx_quants_rmse1(nmax: i32, x: &[f32], l_out: &mut [u8]) -> f32 {
+pub(crate) fn make_qx_quants_rmse1<const N: usize>(
+    nmax: i32,
+    x: &[f32; N],
+    l_out: &mut [u8; N],
+) -> f32 {
     let (max, amax) = signed_absmax(x);
     if amax < GROUP_MAX_EPS {
         l_out.iter_mut().for_each(|l| *l = 0);
         return 0.0;
     }
-    let quant = |iscale: f32, xi: f32| nearest_int(iscale * xi).clamp(-nmax, nmax - 1);
+    let quant = |iscale: f32, xi: f32| clamp_int(nearest_int(iscale * xi), -nmax, nmax - 1);
     let mut iscale = -(nmax as f32) / max;
     let mut sumlx = 0f32;
     let mut suml2 = 0f32;
@@ -69,19 +84,22 @@ pub(crate) fn make_qx_quants_rmse1(nmax: i32, x: &[f32], l_out: &mut [u8]) -> f3
 /// ggml `make_q3_quants` with `do_rmse = true`: symmetric start, then up to five passes of
 /// coordinate descent on the weighted (x²) error. `L[i] = l + nmax`; returns the scale. An
 /// all-zero group returns 0 with `L = 0` (not nmax).
-pub(crate) fn make_q3_quants_rmse(nmax: i32, x: &[f32], l_out: &mut [u8]) -> f32 {
+pub(crate) fn make_q3_quants_rmse<const N: usize>(
+    nmax: i32,
+    x: &[f32; N],
+    l_out: &mut [u8; N],
+) -> f32 {
     let (max, amax) = signed_absmax(x);
     if amax < GROUP_MAX_EPS {
         l_out.iter_mut().for_each(|l| *l = 0);
         return 0.0;
     }
-    let mut ls = [0i32; 16];
-    let ls = &mut ls[..x.len().min(16)];
+    let mut ls = [0i32; N];
     let iscale = -(nmax as f32) / max;
     let mut sumlx = 0f32;
     let mut suml2 = 0f32;
     for (&xi, li) in x.iter().zip(ls.iter_mut()) {
-        let l = nearest_int(iscale * xi).clamp(-nmax, nmax - 1);
+        let l = clamp_int(nearest_int(iscale * xi), -nmax, nmax - 1);
         *li = l;
         let w = xi * xi;
         sumlx += w * xi * l as f32;
@@ -95,7 +113,7 @@ pub(crate) fn make_q3_quants_rmse(nmax: i32, x: &[f32], l_out: &mut [u8]) -> f32
             let mut slx = sumlx - w * xi * lf;
             if slx > 0.0 {
                 let mut sl2 = suml2 - w * lf * lf;
-                let new_l = nearest_int(xi * sl2 / slx).clamp(-nmax, nmax - 1);
+                let new_l = clamp_int(nearest_int(xi * sl2 / slx), -nmax, nmax - 1);
                 if new_l != *li {
                     slx += w * xi * new_l as f32;
                     sl2 += w * new_l as f32 * new_l as f32;
@@ -139,9 +157,13 @@ pub(crate) struct Qkx2 {
 
 /// ggml `make_qkx2_quants`: asymmetric quantization `x ≈ scale·L − the_min` with weights `w`,
 /// `L[i] ∈ 0..=nmax`, searching nstep + 1 candidate scales by weighted least squares. Returns
-/// `(scale, the_min)`; `the_min ≥ 0` (it is −min with min ≤ 0). `x`, `w`, `l_out` have equal
-/// length ≤ 32 and at least 1.
-pub(crate) fn make_qkx2_quants(p: Qkx2, x: &[f32], w: &[f32], l_out: &mut [u8]) -> (f32, f32) {
+/// `(scale, the_min)`; `the_min ≥ 0` (it is −min with min ≤ 0). `N` ≥ 1.
+pub(crate) fn make_qkx2_quants<const N: usize>(
+    p: Qkx2,
+    x: &[f32; N],
+    w: &[f32; N],
+    l_out: &mut [u8; N],
+) -> (f32, f32) {
     let (Some((&x0, xs)), Some((&w0, ws))) = (x.split_first(), w.split_first()) else {
         return (0.0, 0.0);
     };
@@ -172,20 +194,19 @@ pub(crate) fn make_qkx2_quants(p: Qkx2, x: &[f32], w: &[f32], l_out: &mut [u8]) 
     let mut scale = 1.0 / iscale;
     let mut best_error = 0f32;
     for ((&xi, &wi), lo) in x.iter().zip(w).zip(l_out.iter_mut()) {
-        let l = nearest_int(iscale * (xi - min)).clamp(0, nmax);
+        let l = clamp_int(nearest_int(iscale * (xi - min)), 0, nmax);
         *lo = l as u8;
         let diff = scale * l as f32 + min - xi;
         best_error += wi * err(diff);
     }
-    let mut laux = [0u8; 32];
-    let laux = &mut laux[..x.len().min(32)];
+    let mut laux = [0u8; N];
     for is in 0..=p.nstep {
         iscale = (p.rmin + p.rdelta * is as f32 + nmax as f32) / (max - min);
         let mut sum_l = 0f32;
         let mut sum_l2 = 0f32;
         let mut sum_xl = 0f32;
         for ((&xi, &wi), la) in x.iter().zip(w).zip(laux.iter_mut()) {
-            let l = nearest_int(iscale * (xi - min)).clamp(0, nmax);
+            let l = clamp_int(nearest_int(iscale * (xi - min)), 0, nmax);
             *la = l as u8;
             let lf = l as f32;
             sum_l += wi * lf;
