@@ -8,5 +8,6 @@
 pub mod convert;
 pub mod dtype;
 pub mod formats;
+pub mod infer;
 pub mod model;
 pub mod quant;

@@ -20,8 +20,12 @@ use std::process::{Command, Output};
 
 const MODEL: &str = "fake-model.gguf";
 
+/// The script under test; `APR_QA_FETCH_MODELS_SCRIPT` substitutes another copy (mutation checks).
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-models.sh")
+    std::env::var_os("APR_QA_FETCH_MODELS_SCRIPT").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/fetch-models.sh"),
+        PathBuf::from,
+    )
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {

@@ -387,6 +387,16 @@ fn file_round_trip_is_atomic_and_identical() {
     assert!(f.tensor_data(&f.tensors[0]) == &m.tensors[0].3[..]);
     // Only the two outputs remain: no temp files left behind.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    // The output has a new file's usual permissions, not the temp file's owner-only ones.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode();
+        let reference = dir.path().join("reference");
+        std::fs::write(&reference, b"").unwrap();
+        assert_eq!(mode(&out), mode(&reference));
+        std::fs::remove_file(&reference).unwrap();
+    }
     // A directory as output is refused and left alone.
     let e = write(dir.path()).unwrap_err();
     assert!(matches!(e.kind, FormatErrorKind::IsADirectory), "{e}");
@@ -927,10 +937,130 @@ fn mutation() -> impl Strategy<Value = Vec<(usize, u8)>> {
 fn proptest_config() -> ProptestConfig {
     ProptestConfig {
         cases: 2000,
-        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource(
-            "proptest-regressions",
-        ))),
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::WithSource("proptest-regressions"),
+        )),
         ..ProptestConfig::default()
+    }
+}
+
+/// Homogeneous arrays of every element type but Array.
+fn arbitrary_flat_array() -> impl Strategy<Value = GgufValue> {
+    use GgufValue as V;
+    use GgufValueType as T;
+    let n = 0..4usize;
+    let mk = |t: T| {
+        move |items: Vec<GgufValue>| {
+            V::Array(GgufArray {
+                elem_type: t,
+                items,
+            })
+        }
+    };
+    prop_oneof![
+        prop::collection::vec(any::<u8>().prop_map(V::U8), n.clone()).prop_map(mk(T::U8)),
+        prop::collection::vec(any::<i16>().prop_map(V::I16), n.clone()).prop_map(mk(T::I16)),
+        prop::collection::vec(
+            any::<u32>().prop_map(|b| V::F32(f32::from_bits(b))),
+            n.clone()
+        )
+        .prop_map(mk(T::F32)),
+        prop::collection::vec(any::<u8>().prop_map(V::Bool), n.clone()).prop_map(mk(T::Bool)),
+        prop::collection::vec(
+            prop::collection::vec(any::<u8>(), 0..6).prop_map(V::String),
+            n.clone()
+        )
+        .prop_map(mk(T::String)),
+        prop::collection::vec(any::<i64>().prop_map(V::I64), n.clone()).prop_map(mk(T::I64)),
+        prop::collection::vec(any::<u64>().prop_map(|b| V::F64(f64::from_bits(b))), n)
+            .prop_map(mk(T::F64)),
+    ]
+}
+
+/// Any metadata value: every scalar type (floats from raw bits, so NaN payloads too), flat
+/// arrays and arrays of arrays.
+fn arbitrary_value() -> impl Strategy<Value = GgufValue> {
+    use GgufValue as V;
+    prop_oneof![
+        any::<u8>().prop_map(V::U8),
+        any::<i8>().prop_map(V::I8),
+        any::<u16>().prop_map(V::U16),
+        any::<i16>().prop_map(V::I16),
+        any::<u32>().prop_map(V::U32),
+        any::<i32>().prop_map(V::I32),
+        any::<u32>().prop_map(|b| V::F32(f32::from_bits(b))),
+        any::<u8>().prop_map(V::Bool),
+        prop::collection::vec(any::<u8>(), 0..12).prop_map(V::String),
+        any::<u64>().prop_map(V::U64),
+        any::<i64>().prop_map(V::I64),
+        any::<u64>().prop_map(|b| V::F64(f64::from_bits(b))),
+        arbitrary_flat_array(),
+        prop::collection::vec(arbitrary_flat_array(), 0..3).prop_map(|items| V::Array(GgufArray {
+            elem_type: GgufValueType::Array,
+            items
+        })),
+    ]
+}
+
+/// A tensor: (dtype, ne, data) with ne[0] whole blocks and random bytes of the right length.
+fn arbitrary_tensor() -> impl Strategy<Value = (GgmlType, Vec<u64>, Vec<u8>)> {
+    let dtype = prop::sample::select(vec![
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::I8,
+    ]);
+    (dtype, 0..3u64, 0..3u64, any::<bool>()).prop_flat_map(|(dtype, blocks, rows, trailing_one)| {
+        let mut ne = vec![blocks * dtype.block_size() as u64, rows];
+        if trailing_one {
+            ne.push(1);
+        }
+        let n = (blocks * rows) as usize * dtype.type_size();
+        prop::collection::vec(any::<u8>(), n).prop_map(move |d| (dtype, ne.clone(), d))
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..proptest_config() })]
+
+    #[test]
+    fn arbitrary_models_round_trip(
+        values in prop::collection::vec(arbitrary_value(), 0..10),
+        tensors in prop::collection::vec(arbitrary_tensor(), 0..5),
+        alignment in prop::sample::select(vec![None, Some(1u32), Some(8), Some(64)]),
+        version in 2u32..=3,
+    ) {
+        let mut metadata: Vec<(String, GgufValue)> =
+            values.into_iter().enumerate().map(|(i, v)| (format!("k.{i}"), v)).collect();
+        if let Some(a) = alignment {
+            metadata.push(("general.alignment".into(), GgufValue::U32(a)));
+        }
+        let names: Vec<String> = (0..tensors.len()).map(|i| format!("blk.{i}.w")).collect();
+        let specs: Vec<GgufTensorSpec> = tensors
+            .iter()
+            .zip(&names)
+            .map(|((dtype, ne, _), name)| GgufTensorSpec { name, ne, dtype: *dtype })
+            .collect();
+        let bytes = write_gguf_to_vec(version, &metadata, &specs, &mut |i, w| {
+            w.write_all(&tensors[i].2)
+        })
+        .unwrap();
+        let f = parse(&bytes).unwrap();
+        prop_assert!(f.is_canonical());
+        prop_assert_eq!(f.version, version);
+        prop_assert_eq!(f.metadata.len(), metadata.len());
+        for ((k, v), (ek, ev)) in f.metadata.iter().zip(&metadata) {
+            prop_assert_eq!(k, ek);
+            prop_assert!(same(v, ev));
+        }
+        for (t, (spec, (_, _, data))) in f.tensors.iter().zip(specs.iter().zip(&tensors)) {
+            prop_assert_eq!((t.name.as_str(), t.ne.as_slice(), t.dtype), (spec.name, spec.ne, spec.dtype));
+            prop_assert!(f.tensor_data(t) == &data[..]);
+            prop_assert_eq!(t.offset % f.alignment, 0);
+        }
+        prop_assert!(rewrite(&f) == bytes);
     }
 }
 

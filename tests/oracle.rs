@@ -195,7 +195,11 @@ fn check_all(kind: Kind) -> (usize, String) {
             checked += 1;
             let input = &file.data[s.input.clone()];
             let expected = &file.data[s.output.clone()];
-            let what = format!("{t} {:?} {} ({} blocks)", kind, s.name, s.n_blocks);
+            let kind_name = match kind {
+                Kind::Dequantize => "dequantize",
+                Kind::Quantize => "quantize",
+            };
+            let what = format!("{t} {kind_name} {} ({} blocks)", s.name, s.n_blocks);
             let result = match kind {
                 Kind::Dequantize => guarded(&what, || {
                     let mut out = vec![0f32; s.n_blocks * t.block_size()];

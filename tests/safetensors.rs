@@ -507,13 +507,3 @@ fn write_oracle_sample() {
     )
     .unwrap();
 }
-
-#[test]
-#[ignore]
-fn tmp_read_py_file() {
-    let m = SafetensorsModel::open(Path::new("/work/scratch/st-helper/py.safetensors")).unwrap();
-    println!("metadata {:?}", m.metadata);
-    for t in &m.tensors {
-        println!("{} {} {:?} {:?}", t.name, t.dtype, t.shape, m.tensor_data(t));
-    }
-}

@@ -4,3 +4,4 @@ mod gguf;
 mod safetensors;
 mod oracle;
 mod fetch_models;
+mod cli_hostile;

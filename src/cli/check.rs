@@ -35,7 +35,7 @@ pub struct FileArgs {
     json: bool,
 }
 
-fn open(p: &PathBuf) -> Result<Model, Failure> {
+fn open(p: &std::path::Path) -> Result<Model, Failure> {
     Model::open(p).map_err(Failure::bad_input)
 }
 

@@ -145,7 +145,8 @@ fn tensor_diff(a: &Model, ta: &Tensor, b: &Model, tb: &Tensor, tolerance: f64) -
     d.differs = if ta.dtype == tb.dtype && tolerance == 0.0 {
         !d.raw_equal
     } else {
-        !(d.max_abs <= tolerance) || d.nan.0 != d.nan.1 || d.inf.0 != d.inf.1
+        let within = matches!(d.max_abs.partial_cmp(&tolerance), Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal));
+        !within || d.nan.0 != d.nan.1 || d.inf.0 != d.inf.1
     };
     Ok(d)
 }

@@ -25,7 +25,7 @@ impl Chunking {
         }
         let row_len = usize::try_from(t.row_len()).ok()?;
         let row_bytes = usize::try_from(t.dtype.row_bytes(row_len as u64)?).ok()?;
-        let n_rows = if row_len == 0 { 0 } else { usize::try_from(t.n_elements()).ok()? / row_len };
+        let n_rows = usize::try_from(t.n_elements()).ok()?.checked_div(row_len).unwrap_or(0);
         Some(Self { row_len, row_bytes, rows_per_chunk: (CHUNK_VALUES / row_len.max(1)).max(1), n_rows })
     }
     /// Number of chunks.

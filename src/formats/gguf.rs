@@ -19,7 +19,8 @@
 //!   that is valid but not ggml's contiguous one (gaps, tensors out of file order, missing final
 //!   padding, trailing bytes, non-zero padding) is accepted, as llama.cpp's mmap loader does, and
 //!   recorded in [`GgufFile::layout_notes`]; [`GgufFile::check_strict`] turns the notes into
-//!   ggml's errors. A file with no notes rewrites byte-identically.
+//!   ggml's errors. A file with no notes rewrites byte-identically (`gguf_write::write_gguf_with`
+//!   with `GgufFile::write_options`).
 //!
 //! Memory: every count is bounded by the bytes remaining before anything is allocated for it, so
 //! decoded metadata needs at most ~40 bytes of memory per byte of metadata in the file.
@@ -224,7 +225,8 @@ impl GgufFile {
             .unwrap_or(&[])
     }
 
-    /// Whether writing this file back (same version, metadata, tensors and data) gives the same
+    /// Whether writing this file back (same version, metadata, tensors and data, with
+    /// `gguf_write::write_gguf_with` and [`write_options`](Self::write_options)) gives the same
     /// bytes: true exactly when there are no [`layout_notes`](Self::layout_notes).
     pub fn is_canonical(&self) -> bool {
         self.layout_notes.is_empty()

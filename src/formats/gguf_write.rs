@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::detect::GGUF_MAGIC;
 use super::gguf::{
@@ -24,7 +24,7 @@ use super::gguf::{
     GGUF_MAX_ARRAY_DEPTH, GGUF_MAX_ARRAY_ELEMENTS, GGUF_MAX_NAME_BYTES, GGUF_MAX_STRING_BYTES,
     GGUF_VERSIONS,
 };
-use super::{FormatError, FormatErrorKind};
+use super::{temp_file_beside, FormatError, FormatErrorKind};
 use crate::dtype::GgmlType;
 
 /// Size of the output buffer (safetensors' writer uses the same).
@@ -244,11 +244,7 @@ pub fn write_gguf_with(
         return Err(err(FormatErrorKind::IsADirectory));
     }
     let plan = plan(version, metadata, tensors).map_err(err)?;
-    let dir = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| io("create temp file", e))?;
+    let mut tmp = temp_file_beside(out).map_err(|e| io("create temp file", e))?;
     {
         let mut w = BufWriter::with_capacity(WRITE_BUFFER_BYTES, tmp.as_file_mut());
         stream(&mut w, opts, version, metadata, tensors, &plan, data).map_err(err)?;

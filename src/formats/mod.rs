@@ -394,5 +394,25 @@ pub fn read_file_bytes(path: &Path) -> Result<FileBytes, FormatError> {
 pub mod apr;
 pub mod apr_write;
 pub mod names;
+
+/// Creates a temporary file in the directory of `out`, for writing `out` atomically (write,
+/// then `persist(out)`, which renames). The file gets the permissions a newly created file
+/// would (0o666 less the umask), not `tempfile`'s owner-only 0o600, so the renamed output is
+/// readable as users expect.
+pub fn temp_file_beside(out: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".apr-qa-").suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
+}
+
 pub mod safetensors;
 pub mod safetensors_write;

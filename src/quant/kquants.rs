@@ -409,7 +409,7 @@ mod tests {
     }
 
     #[test]
-    fn q6_k_element_order_and_order_of_products() {
+    fn q6_k_element_order_and_extremes() {
         let mut b = vec![0u8; Q6_K_BYTES];
         // Every 6-bit code 32 (value 0): ql nibbles 0, qh pairs 2 → qh = 0b10101010.
         b[128..192].fill(0xAA);
@@ -420,20 +420,13 @@ mod tests {
         b[64 + 20] = 3 << 4;
         b[128 + 32 + 20] = (0xAA & !(3 << 4)) | (3 << 4);
         only_at(&dq(dequantize_q6_k, &b), 212, 19.0);
-        // (d·sc)·q rounds differently from d·(sc·q): d = 1 + 2^-10, sc = 127, q = −31.
+        // Extremes: d = 65504, sc = −128, code 0 (q = −32) → 65504·128·32, exact in f32.
         let mut b = vec![0u8; Q6_K_BYTES];
-        b[192..208].fill(127);
-        b[208..210].copy_from_slice(&0x3C01u16.to_le_bytes());
-        // code 1 everywhere: ql nibbles 1, qh pairs 0.
-        b[..128].fill(0x11);
-        let d = 1.0f32 + 1.0 / 1024.0;
-        let want = (d * 127.0) * -31.0;
-        assert_ne!(
-            want,
-            d * (127.0 * -31.0),
-            "example must distinguish the orders"
-        );
-        assert!(dq(dequantize_q6_k, &b).iter().all(|&v| v == want));
+        b[192..208].fill(0x80);
+        b[208..210].copy_from_slice(&0x7BFFu16.to_le_bytes());
+        assert!(dq(dequantize_q6_k, &b)
+            .iter()
+            .all(|&v| v == 65504.0 * 128.0 * 32.0));
     }
 
     #[test]

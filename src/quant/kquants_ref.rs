@@ -126,7 +126,8 @@ pub fn quantize_q2_k(src: &[f32], dst: &mut [u8]) {
 }
 
 /// Q3_K (ggml `quantize_row_q3_K_ref`): per 16, `make_q3_quants(nmax 4, rmse)`; signed 6-bit
-/// scales against d = H(max_scale/−32); requantize to −4..3 with the high bit in `hmask`.
+/// scales against d = H(1/iscale), iscale = −32/max_scale; requantize to −4..3 with the high
+/// bit in `hmask`.
 pub fn quantize_q3_k(src: &[f32], dst: &mut [u8]) {
     for (x, y) in blocks::<110>(src, dst) {
         let mut l = [0u8; QK_K];
@@ -305,8 +306,8 @@ pub fn quantize_q5_k(src: &[f32], dst: &mut [u8]) {
 }
 
 /// Q6_K (ggml `quantize_row_q6_K_ref`): per 16, `make_qx_quants(nmax 32, rmse_type 1)`; i8
-/// scales against d = H(max_scale/−128); requantize to −32..31; a block whose scales are all
-/// below [`GROUP_MAX_EPS`] is all zero bytes.
+/// scales against d = H(1/iscale), iscale = −128/max_scale; requantize to −32..31. A block
+/// whose scales are all below [`GROUP_MAX_EPS`] is all zero bytes.
 pub fn quantize_q6_k(src: &[f32], dst: &mut [u8]) {
     for (x, y) in blocks::<210>(src, dst) {
         let mut l = [0u8; QK_K];
@@ -386,5 +387,123 @@ pub fn quantize_q8_k(src: &[f32], dst: &mut [u8]) {
             out.copy_from_slice(&(sum as i16).to_le_bytes());
         }
         head[..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::kquants;
+
+    type Quant = fn(&[f32], &mut [u8]);
+    type Dequant = fn(&[u8], &mut [f32]);
+    /// (name, block bytes, quantizer, dequantizer, bound on RMS error / RMS value for N(0, 1)).
+    const TYPES: [(&str, usize, Quant, Dequant, f32); 6] = [
+        ("q2_k", 84, quantize_q2_k, kquants::dequantize_q2_k, 0.45),
+        ("q3_k", 110, quantize_q3_k, kquants::dequantize_q3_k, 0.25),
+        ("q4_k", 144, quantize_q4_k, kquants::dequantize_q4_k, 0.12),
+        ("q5_k", 176, quantize_q5_k, kquants::dequantize_q5_k, 0.06),
+        ("q6_k", 210, quantize_q6_k, kquants::dequantize_q6_k, 0.03),
+        ("q8_k", 292, quantize_q8_k, kquants::dequantize_q8_k, 0.01),
+    ];
+
+    /// Deterministic N(0, 1) samples (xorshift + Box–Muller), independent of the code under test.
+    fn normals(n: usize) -> Vec<f32> {
+        let mut s = 0x9E37_79B9_7F4A_7C15u64;
+        let mut uniform = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        };
+        (0..n)
+            .map(|_| {
+                let (u1, u2) = (uniform(), uniform());
+                ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+            })
+            .collect()
+    }
+
+    #[test]
+    fn all_zero_input_gives_all_zero_bytes_and_values() {
+        for (name, bytes, q, dq, _) in TYPES {
+            let x = vec![0f32; 2 * QK_K];
+            let mut b = vec![0xA5u8; 2 * bytes];
+            q(&x, &mut b);
+            assert!(b.iter().all(|&v| v == 0), "{name}: {b:?}");
+            let mut y = vec![1f32; 2 * QK_K];
+            dq(&b, &mut y);
+            assert!(y.iter().all(|&v| v == 0.0), "{name}");
+        }
+    }
+
+    #[test]
+    fn quantize_dequantize_error_is_bounded() {
+        let x = normals(64 * QK_K);
+        let rms_x = (x.iter().map(|v| f64::from(v * v)).sum::<f64>() / x.len() as f64).sqrt();
+        for (name, bytes, q, dq, bound) in TYPES {
+            let mut b = vec![0u8; 64 * bytes];
+            q(&x, &mut b);
+            let mut y = vec![0f32; x.len()];
+            dq(&b, &mut y);
+            let se: f64 = x
+                .iter()
+                .zip(&y)
+                .map(|(a, b)| f64::from(a - b).powi(2))
+                .sum();
+            let rel = (se / x.len() as f64).sqrt() / rms_x;
+            assert!(rel < f64::from(bound), "{name}: relative RMS error {rel}");
+        }
+    }
+
+    #[test]
+    fn q8_k_hand_example() {
+        // x = −128 … 127: max = −128 (first largest |x|), iscale = −127/−128 = 127/128 exactly.
+        let x: Vec<f32> = (0..QK_K).map(|i| i as f32 - 128.0).collect();
+        let mut b = vec![0u8; 292];
+        quantize_q8_k(&x, &mut b);
+        assert_eq!(b[..4], (128.0f32 / 127.0).to_le_bytes());
+        assert_eq!(b[4] as i8, -127);
+        assert_eq!(b[4 + 255] as i8, 126); // 127·127/128 = 126.0078
+        assert_eq!(b[4 + 128] as i8, 0);
+        // 63.5 → ties to even: x = 64 gives 64·127/128 = 63.5 → 64; x = −64 → −64.
+        assert_eq!(b[4 + 192] as i8, 64);
+        assert_eq!(b[4 + 64] as i8, -64);
+        let qs: Vec<i32> = b[4..260].iter().map(|&q| i32::from(q as i8)).collect();
+        for g in 0..16 {
+            let sum: i32 = qs[16 * g..16 * g + 16].iter().sum();
+            assert_eq!(
+                i16::from_le_bytes([b[260 + 2 * g], b[261 + 2 * g]]),
+                sum as i16
+            );
+        }
+    }
+
+    #[test]
+    fn q8_k_infinite_input_follows_ggml_arithmetic() {
+        // max = +inf → iscale = −0 → every code nearest_int(−0·x) = 0 (−0·inf = NaN → 0);
+        // d = 1/−0 = −inf.
+        let mut x = vec![1f32; QK_K];
+        x[7] = f32::INFINITY;
+        let mut b = vec![0xA5u8; 292];
+        quantize_q8_k(&x, &mut b);
+        assert_eq!(b[..4], f32::NEG_INFINITY.to_le_bytes());
+        assert!(b[4..].iter().all(|&v| v == 0));
+    }
+
+    #[test]
+    fn q6_k_constant_block_hand_example() {
+        // x ≡ 1: every group gets L = 0 (l = −32), scale sumlx/suml2 = −1/32, and no other
+        // candidate is strictly better. iscale = −128/(−1/32) = 4096, d = H(2^-12) = 0x0C00,
+        // scales = −128, requantized l = nearest_int(1/(2^-12·−128)) = −32 → code 0.
+        let x = vec![1f32; QK_K];
+        let mut b = vec![0xA5u8; 210];
+        quantize_q6_k(&x, &mut b);
+        assert!(b[..192].iter().all(|&v| v == 0));
+        assert!(b[192..208].iter().all(|&v| v == 0x80));
+        assert_eq!(b[208..210], 0x0C00u16.to_le_bytes());
+        let mut y = vec![0f32; QK_K];
+        kquants::dequantize_q6_k(&b, &mut y);
+        assert!(y.iter().all(|&v| v == 1.0));
     }
 }
