@@ -3,7 +3,8 @@
 # crate's block codecs (apr_qa::quant) to ggml bit for bit. tests/oracle.rs checks them.
 #
 # Usage:  scripts/gen-oracle-vectors.sh [OUT_DIR]      (default: tests/data/oracle)
-# Needs:  x86-64 Linux, gcc/g++, python3 with venv, and PyPI (first run only). ~2 minutes.
+# Needs:  x86-64 Linux, gcc/g++, python3 with venv, and PyPI (first run only). ~1.5–2 minutes.
+#         The old files are replaced only when every type was generated and cross-checked.
 # Cache:  ${APR_QA_CACHE:-~/.cache/apr-qa}: the sdist, the extracted ggml sources, the build
 #         and the gguf-py venv (oracle-venv). Delete it to start from scratch. Re-running
 #         writes the same files (inputs come from a fixed splitmix64 stream).
@@ -125,6 +126,10 @@ producer+=" $LLAMA_CPP_PYTHON_VERSION, sha256 $SDIST_SHA256); ggml-base compiled
 producer+=" for x86-64 baseline (no -march): gcc $CFLAGS, g++ $CXXFLAGS; called through"
 producer+=" scripts/oracle/driver.c"
 echo "== writing vectors to $OUT"
+staging=$(mktemp -d "$CACHE/vectors.XXXXXX")
+trap 'rm -rf "$staging"' EXIT
+"$VENV/bin/python" "$ROOT/scripts/oracle/gen.py" --driver "$BUILD/driver" --out "$staging" --producer "$producer"
+mkdir -p "$OUT"
 rm -f "$OUT"/*.oracle
-"$VENV/bin/python" "$ROOT/scripts/oracle/gen.py" --driver "$BUILD/driver" --out "$OUT" --producer "$producer"
+mv "$staging"/*.oracle "$OUT"/
 echo "== done in $(( $(date +%s) - start )) s: $(du -cb "$OUT"/*.oracle | tail -1 | cut -f1) bytes in $(ls "$OUT"/*.oracle | wc -l) files"

@@ -8,7 +8,7 @@
 #                   The wheel is built once and cached under $APR_QA_CACHE/wheels/<key>/, where <key>
 #                   hashes the CMake flags, the machine arch and the Python tag; later runs (and
 #                   fresh venvs) reuse it. Building takes 5–15 min on 2 cores.
-#   --quiet         print only errors and the final venv path.
+#   --quiet         print only errors (and, with --print-python, the python path).
 #   --print-python  print the path of the venv's python on the last line of stdout.
 #
 # Environment:

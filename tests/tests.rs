@@ -5,3 +5,5 @@ mod safetensors;
 mod oracle;
 mod fetch_models;
 mod cli_hostile;
+mod real_gguf;
+mod util;
