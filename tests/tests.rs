@@ -7,3 +7,4 @@ mod fetch_models;
 mod cli_hostile;
 mod real_gguf;
 mod util;
+mod real_convert;

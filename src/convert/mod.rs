@@ -241,9 +241,13 @@ pub fn write_model(
             write_safetensors(output, &md, &specs, &mut data).map_err(|e| write_err(output, e))?;
         }
         Target::Hf => {
-            return Err(ConvertError::Usage(
-                "HF directory export is not available yet".into(),
-            ));
+            let arch = model.arch().unwrap_or("(none)");
+            if crate::formats::names::MappedArch::from_gguf(arch).is_none() {
+                return Err(ConvertError::Usage(format!(
+                    "--to hf does not map architecture {arch:?} (mapped: qwen2, llama)"
+                )));
+            }
+            return Err(ConvertError::Usage("HF directory export is not available yet".into()));
         }
     }
     report.changes = plan.take_changes();
