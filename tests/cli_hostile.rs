@@ -25,7 +25,13 @@ fn gstr(out: &mut Vec<u8>, s: &str) {
 }
 
 /// A GGUF file: one string KV, the given tensor infos, data padded to 32.
-fn build(version: u32, n_tensors: Option<u64>, n_kv: Option<u64>, infos: &[TensorInfo], data: &[u8]) -> Vec<u8> {
+fn build(
+    version: u32,
+    n_tensors: Option<u64>,
+    n_kv: Option<u64>,
+    infos: &[TensorInfo],
+    data: &[u8],
+) -> Vec<u8> {
     let mut b = Vec::new();
     b.extend(b"GGUF");
     b.extend(version.to_le_bytes());
@@ -52,8 +58,18 @@ fn build(version: u32, n_tensors: Option<u64>, n_kv: Option<u64>, infos: &[Tenso
 
 fn valid_infos() -> Vec<TensorInfo> {
     vec![
-        TensorInfo { name: "a", ne: vec![4], ty: F32, offset: 0 },
-        TensorInfo { name: "b", ne: vec![32], ty: Q8_0, offset: 32 },
+        TensorInfo {
+            name: "a",
+            ne: vec![4],
+            ty: F32,
+            offset: 0,
+        },
+        TensorInfo {
+            name: "b",
+            ne: vec![32],
+            ty: Q8_0,
+            offset: 32,
+        },
     ]
 }
 
@@ -75,21 +91,35 @@ fn inspect(dir: &Path, name: &str, bytes: &[u8]) -> (i32, String) {
         .arg(&path)
         .output()
         .expect("run apr-qa");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn assert_rejected(dir: &Path, name: &str, bytes: &[u8], needle: &str) {
     let (code, err) = inspect(dir, name, bytes);
     assert_eq!(code, 2, "{name}: exit {code}, stderr {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{name}: not one line: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{name}: not one line: {err}"
+    );
     assert!(!err.contains("panicked"), "{name}: {err}");
-    assert!(err.to_lowercase().contains(&needle.to_lowercase()), "{name}: {err:?} does not mention {needle:?}");
+    assert!(
+        err.to_lowercase().contains(&needle.to_lowercase()),
+        "{name}: {err:?} does not mention {needle:?}"
+    );
 }
 
 #[test]
 fn valid_file_is_accepted() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (code, err) = inspect(dir.path(), "ok.gguf", &build(3, None, None, &valid_infos(), &valid_data()));
+    let (code, err) = inspect(
+        dir.path(),
+        "ok.gguf",
+        &build(3, None, None, &valid_infos(), &valid_data()),
+    );
     assert_eq!(code, 0, "{err}");
 }
 
@@ -103,9 +133,24 @@ fn hostile_files_exit_2_naming_the_problem() {
     let mut bad_magic = good.clone();
     bad_magic[..4].copy_from_slice(b"GGUX");
     assert_rejected(d, "magic.gguf", &bad_magic, "magic");
-    assert_rejected(d, "version.gguf", &build(99, None, None, &valid_infos(), &data), "version");
-    assert_rejected(d, "ntensors.gguf", &build(3, Some(1 << 40), None, &valid_infos(), &data), "tensor");
-    assert_rejected(d, "nkv.gguf", &build(3, None, Some(1 << 40), &valid_infos(), &data), "");
+    assert_rejected(
+        d,
+        "version.gguf",
+        &build(99, None, None, &valid_infos(), &data),
+        "version",
+    );
+    assert_rejected(
+        d,
+        "ntensors.gguf",
+        &build(3, Some(1 << 40), None, &valid_infos(), &data),
+        "tensor",
+    );
+    assert_rejected(
+        d,
+        "nkv.gguf",
+        &build(3, None, Some(1 << 40), &valid_infos(), &data),
+        "",
+    );
 
     let mut infos = valid_infos();
     infos[0].ne = vec![1; 9];
@@ -113,30 +158,60 @@ fn hostile_files_exit_2_naming_the_problem() {
 
     let mut infos = valid_infos();
     infos[0].ne = vec![1 << 40, 1 << 40];
-    assert_rejected(d, "overflow.gguf", &build(3, None, None, &infos, &data), "overflow");
+    assert_rejected(
+        d,
+        "overflow.gguf",
+        &build(3, None, None, &infos, &data),
+        "overflow",
+    );
 
     let mut infos = valid_infos();
     infos[1].ne = vec![31];
-    assert_rejected(d, "partial_block.gguf", &build(3, None, None, &infos, &data), "block");
+    assert_rejected(
+        d,
+        "partial_block.gguf",
+        &build(3, None, None, &infos, &data),
+        "block",
+    );
 
     let mut infos = valid_infos();
     infos[1].offset = 1 << 20;
-    assert_rejected(d, "offset_eof.gguf", &build(3, None, None, &infos, &data), "b");
+    assert_rejected(
+        d,
+        "offset_eof.gguf",
+        &build(3, None, None, &infos, &data),
+        "b",
+    );
 
     let mut infos = valid_infos();
     infos[1].offset = 4;
-    assert_rejected(d, "misaligned.gguf", &build(3, None, None, &infos, &data), "align");
+    assert_rejected(
+        d,
+        "misaligned.gguf",
+        &build(3, None, None, &infos, &data),
+        "align",
+    );
 
     let mut infos = valid_infos();
     infos[1].offset = 0;
-    assert_rejected(d, "overlap.gguf", &build(3, None, None, &infos, &data), "overlap");
+    assert_rejected(
+        d,
+        "overlap.gguf",
+        &build(3, None, None, &infos, &data),
+        "overlap",
+    );
 
     let mut infos = valid_infos();
     infos[1].ty = 100;
     assert_rejected(d, "dtype.gguf", &build(3, None, None, &infos, &data), "100");
     let mut infos = valid_infos();
     infos[1].ty = 4;
-    assert_rejected(d, "dtype4.gguf", &build(3, None, None, &infos, &data), "dtype");
+    assert_rejected(
+        d,
+        "dtype4.gguf",
+        &build(3, None, None, &infos, &data),
+        "dtype",
+    );
 
     // A string length far past the end of the file (the architecture value's length field).
     let mut long_string = good.clone();
@@ -156,8 +231,15 @@ fn hostile_files_exit_2_naming_the_problem() {
 #[test]
 fn a_directory_is_refused_by_name() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(BIN).arg("validate").arg(dir.path()).output().expect("run");
+    let out = Command::new(BIN)
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&dir.path().display().to_string()) && err.contains("directory"), "{err}");
+    assert!(
+        err.contains(&dir.path().display().to_string()) && err.contains("directory"),
+        "{err}"
+    );
 }

@@ -14,7 +14,11 @@ use sha2::{Digest, Sha256};
 use crate::util::{real_model, root, run, venv_python, GEMMA, QWEN, SMOLLM};
 
 fn inspect_json(path: &Path) -> Value {
-    let (code, out, err) = run([std::ffi::OsStr::new("inspect"), path.as_os_str(), "--json".as_ref()]);
+    let (code, out, err) = run([
+        std::ffi::OsStr::new("inspect"),
+        path.as_os_str(),
+        "--json".as_ref(),
+    ]);
     assert_eq!(code, 0, "inspect {}: {err}", path.display());
     serde_json::from_str(&out).expect("inspect --json prints JSON")
 }
@@ -24,9 +28,18 @@ fn inspect_json(path: &Path) -> Value {
 fn qwen_inspect_reports_the_real_mix() {
     let r = inspect_json(&real_model(QWEN));
     assert_eq!(r["n_tensors"], 291);
-    let h: BTreeMap<String, u64> = serde_json::from_value(r["dtype_histogram"].clone()).expect("histogram");
-    let want: BTreeMap<String, u64> =
-        [("Q5_0", 133), ("F32", 121), ("Q8_0", 13), ("Q6_K", 12), ("Q4_K", 12)].iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    let h: BTreeMap<String, u64> =
+        serde_json::from_value(r["dtype_histogram"].clone()).expect("histogram");
+    let want: BTreeMap<String, u64> = [
+        ("Q5_0", 133),
+        ("F32", 121),
+        ("Q8_0", 13),
+        ("Q6_K", 12),
+        ("Q4_K", 12),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), *v))
+    .collect();
     assert_eq!(h, want);
 }
 
@@ -38,11 +51,16 @@ fn inspect_matches_gguf_py_tables() {
     for name in [QWEN, SMOLLM, GEMMA] {
         let ours = inspect_json(&real_model(name));
         let refp = root().join(format!("tests/data/real/{name}.gguf-py.json"));
-        let theirs: Value = serde_json::from_str(&std::fs::read_to_string(&refp).expect("committed table")).expect("json");
+        let theirs: Value =
+            serde_json::from_str(&std::fs::read_to_string(&refp).expect("committed table"))
+                .expect("json");
         assert_eq!(ours["version"], theirs["version"], "{name}");
         assert_eq!(ours["data_offset"], theirs["data_offset"], "{name}");
         assert_eq!(ours["alignment"], theirs["alignment"], "{name}");
-        let (a, b) = (ours["tensors"].as_array().expect("tensors"), theirs["tensors"].as_array().expect("tensors"));
+        let (a, b) = (
+            ours["tensors"].as_array().expect("tensors"),
+            theirs["tensors"].as_array().expect("tensors"),
+        );
         assert_eq!(a.len(), b.len(), "{name}: tensor count");
         for (x, y) in a.iter().zip(b) {
             assert_eq!(x["name"], y["name"], "{name}");
@@ -51,22 +69,45 @@ fn inspect_matches_gguf_py_tables() {
             assert_eq!(x["offset"], y["offset"], "{name} {}", x["name"]);
             assert_eq!(x["n_bytes"], y["n_bytes"], "{name} {}", x["name"]);
         }
-        let (ma, mb) = (ours["metadata"].as_array().expect("md"), theirs["metadata"].as_array().expect("md"));
-        let keys = |m: &[Value], k: &str| m.iter().map(|e| e[k].as_str().unwrap_or_default().to_lowercase()).collect::<Vec<_>>();
+        let (ma, mb) = (
+            ours["metadata"].as_array().expect("md"),
+            theirs["metadata"].as_array().expect("md"),
+        );
+        let keys = |m: &[Value], k: &str| {
+            m.iter()
+                .map(|e| e[k].as_str().unwrap_or_default().to_lowercase())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(keys(ma, "key"), keys(mb, "key"), "{name}: metadata keys");
-        let gguf_py_type = |t: &str| match t {
-            "u8" => "UINT8", "i8" => "INT8", "u16" => "UINT16", "i16" => "INT16", "u32" => "UINT32",
-            "i32" => "INT32", "f32" => "FLOAT32", "bool" => "BOOL", "string" => "STRING",
-            "array" => "ARRAY", "u64" => "UINT64", "i64" => "INT64", "f64" => "FLOAT64", other => other,
-        }
-        .to_lowercase();
+        let gguf_py_type = |t: &str| {
+            match t {
+                "u8" => "UINT8",
+                "i8" => "INT8",
+                "u16" => "UINT16",
+                "i16" => "INT16",
+                "u32" => "UINT32",
+                "i32" => "INT32",
+                "f32" => "FLOAT32",
+                "bool" => "BOOL",
+                "string" => "STRING",
+                "array" => "ARRAY",
+                "u64" => "UINT64",
+                "i64" => "INT64",
+                "f64" => "FLOAT64",
+                other => other,
+            }
+            .to_lowercase()
+        };
         let ours_t: Vec<String> = keys(ma, "type").iter().map(|t| gguf_py_type(t)).collect();
         assert_eq!(ours_t, keys(mb, "type"), "{name}: metadata types");
     }
 }
 
 fn sha(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 fn check_with_gguf_py(file: &Path, expect: &Value) {
@@ -106,9 +147,18 @@ fn a_model_built_in_memory_loads_in_gguf_py() {
         ("test.bool".into(), GgufValue::Bool(1)),
         (
             "test.strings".into(),
-            GgufValue::Array(GgufArray { elem_type: GgufValueType::String, items: vec![s("a"), s("βγ")] }),
+            GgufValue::Array(GgufArray {
+                elem_type: GgufValueType::String,
+                items: vec![s("a"), s("βγ")],
+            }),
         ),
-        ("test.ints".into(), GgufValue::Array(GgufArray { elem_type: GgufValueType::I32, items: vec![GgufValue::I32(-1), GgufValue::I32(7)] })),
+        (
+            "test.ints".into(),
+            GgufValue::Array(GgufArray {
+                elem_type: GgufValueType::I32,
+                items: vec![GgufValue::I32(-1), GgufValue::I32(7)],
+            }),
+        ),
     ];
     let tensors: Vec<(&str, Vec<u64>, GgmlType)> = vec![
         ("w.q8", vec![64, 3], GgmlType::Q8_0),
@@ -121,10 +171,19 @@ fn a_model_built_in_memory_loads_in_gguf_py() {
         .enumerate()
         .map(|(i, (_, ne, t))| {
             let n = t.row_bytes(ne.iter().product()).expect("whole blocks") as usize;
-            (0..n).map(|j| ((j * 31 + i * 7) % 251) as u8 & 0x3f).collect()
+            (0..n)
+                .map(|j| ((j * 31 + i * 7) % 251) as u8 & 0x3f)
+                .collect()
         })
         .collect();
-    let specs: Vec<GgufTensorSpec> = tensors.iter().map(|(n, ne, t)| GgufTensorSpec { name: n, ne, dtype: *t }).collect();
+    let specs: Vec<GgufTensorSpec> = tensors
+        .iter()
+        .map(|(n, ne, t)| GgufTensorSpec {
+            name: n,
+            ne,
+            dtype: *t,
+        })
+        .collect();
     write_gguf(&path, 3, &md, &specs, &mut |i, w| w.write_all(&datas[i])).expect("write");
     let expect = json!({
         "version": 3,
@@ -159,18 +218,35 @@ fn edited_qwen_loads_in_gguf_py() {
     let path = dir.path().join("edited.gguf");
     let mut md = src.metadata.clone();
     md.insert(1, ("general.alignment".into(), GgufValue::U32(64)));
-    md.push(("apr_qa.test_key".into(), GgufValue::String(b"added".to_vec())));
+    md.push((
+        "apr_qa.test_key".into(),
+        GgufValue::String(b"added".to_vec()),
+    ));
     let removed = "blk.3.ffn_up.weight";
     let kept: Vec<_> = src.tensors.iter().filter(|t| t.name != removed).collect();
-    let specs: Vec<GgufTensorSpec> = kept.iter().map(|t| GgufTensorSpec { name: &t.name, ne: &t.ne, dtype: t.dtype }).collect();
-    write_gguf(&path, 3, &md, &specs, &mut |i, w| w.write_all(src.tensor_data(kept[i]))).expect("write");
+    let specs: Vec<GgufTensorSpec> = kept
+        .iter()
+        .map(|t| GgufTensorSpec {
+            name: &t.name,
+            ne: &t.ne,
+            dtype: t.dtype,
+        })
+        .collect();
+    write_gguf(&path, 3, &md, &specs, &mut |i, w| {
+        w.write_all(src.tensor_data(kept[i]))
+    })
+    .expect("write");
 
     let table: Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join(format!("tests/data/real/{QWEN}.gguf-py.json"))).expect("committed table"),
+        &std::fs::read_to_string(root().join(format!("tests/data/real/{QWEN}.gguf-py.json")))
+            .expect("committed table"),
     )
     .expect("json");
     let mut metadata: Vec<Value> = table["metadata"].as_array().expect("md").clone();
-    metadata.insert(1, json!({"key": "general.alignment", "type": "UINT32", "value": 64}));
+    metadata.insert(
+        1,
+        json!({"key": "general.alignment", "type": "UINT32", "value": 64}),
+    );
     metadata.push(json!({"key": "apr_qa.test_key", "type": "STRING", "value": "added"}));
     let tensors: Vec<Value> = table["tensors"]
         .as_array()

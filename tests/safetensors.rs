@@ -487,23 +487,3 @@ fn writer_rejects_bad_input_and_wrong_sizes() {
         Kind::OutputIsDirectory
     ));
 }
-
-/// Writes the dtype zoo as one file and as a 3-shard set under `$APR_QA_ST_SAMPLE_DIR`, for
-/// checking with PyPI `safetensors` (`safe_open`): run with `--ignored`.
-#[test]
-#[ignore = "writes a sample for an external oracle; needs APR_QA_ST_SAMPLE_DIR"]
-fn write_oracle_sample() {
-    let dir = std::path::PathBuf::from(std::env::var("APR_QA_ST_SAMPLE_DIR").unwrap());
-    let ts = zoo();
-    let md = meta(&[("format", "pt")]);
-    write(&dir.join("zoo.safetensors"), &md, &ts).unwrap();
-    write_safetensors_sharded(
-        &dir.join("sharded"),
-        "model",
-        3,
-        &md,
-        &specs(&ts),
-        &mut |i, w| w.write_all(&ts[i].data),
-    )
-    .unwrap();
-}

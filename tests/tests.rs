@@ -1,10 +1,10 @@
 //! Integration tests: one binary.
 mod apr;
-mod gguf;
-mod safetensors;
-mod oracle;
-mod fetch_models;
 mod cli_hostile;
-mod real_gguf;
-mod util;
+mod fetch_models;
+mod gguf;
+mod oracle;
 mod real_convert;
+mod real_gguf;
+mod safetensors;
+mod util;

@@ -40,7 +40,10 @@ fn open(p: &std::path::Path) -> Result<Model, Failure> {
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
-    println!("{}", serde_json::to_string_pretty(v).map_err(Failure::bad_input)?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).map_err(Failure::bad_input)?
+    );
     Ok(())
 }
 
@@ -53,11 +56,17 @@ pub fn run_diff(a: DiffArgs) -> Result<u8, Failure> {
         return Ok(code);
     }
     for t in &r.tensors {
-        let mut line = format!("{}: {}/{} {:?}/{:?}", t.name, t.dtype.0, t.dtype.1, t.shape.0, t.shape.1);
+        let mut line = format!(
+            "{}: {}/{} {:?}/{:?}",
+            t.name, t.dtype.0, t.dtype.1, t.shape.0, t.shape.1
+        );
         if let Some(off) = t.first_byte_diff {
             line += &format!("  first differing byte {off}");
         }
-        line += &format!("  max|Δ| {:.3e} mean|Δ| {:.3e} differing {}", t.max_abs, t.mean_abs, t.n_differ);
+        line += &format!(
+            "  max|Δ| {:.3e} mean|Δ| {:.3e} differing {}",
+            t.max_abs, t.mean_abs, t.n_differ
+        );
         if let (Some(i), Some((x, y))) = (t.first_index, t.first_values) {
             line += &format!("  first at index {i}: {x} vs {y}");
         }
@@ -103,9 +112,19 @@ pub fn run_fingerprint(a: FileArgs) -> Result<u8, Failure> {
     for p in &prints {
         let f32h = p.sha256_f32.as_deref().map_or("-", |h| &h[..16]);
         let stats = p.stats.as_ref().map_or(String::new(), |s| {
-            format!("mean {:+.4e} std {:.4e} min {:+.4e} max {:+.4e} nan {} inf {} zeros {}", s.mean, s.std, s.min, s.max, s.nan, s.inf, s.zeros)
+            format!(
+                "mean {:+.4e} std {:.4e} min {:+.4e} max {:+.4e} nan {} inf {} zeros {}",
+                s.mean, s.std, s.min, s.max, s.nan, s.inf, s.zeros
+            )
         });
-        println!("{:<44} {:<6} {:<16} raw {} f32 {} {stats}", p.name, p.dtype, format!("{:?}", p.shape), &p.sha256_raw[..16], f32h);
+        println!(
+            "{:<44} {:<6} {:<16} raw {} f32 {} {stats}",
+            p.name,
+            p.dtype,
+            format!("{:?}", p.shape),
+            &p.sha256_raw[..16],
+            f32h
+        );
     }
     Ok(EXIT_OK)
 }
@@ -113,9 +132,15 @@ pub fn run_fingerprint(a: FileArgs) -> Result<u8, Failure> {
 pub fn run_validate(a: FileArgs) -> Result<u8, Failure> {
     let m = open(&a.file)?;
     let findings = validate(&m).map_err(Failure::bad_input)?;
-    let code = if findings.is_empty() { EXIT_OK } else { EXIT_FAILED };
+    let code = if findings.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    };
     if a.json {
-        print_json(&serde_json::json!({ "valid": findings.is_empty(), "findings": findings, "notes": m.findings }))?;
+        print_json(
+            &serde_json::json!({ "valid": findings.is_empty(), "findings": findings, "notes": m.findings }),
+        )?;
         return Ok(code);
     }
     for f in &findings {
@@ -124,6 +149,11 @@ pub fn run_validate(a: FileArgs) -> Result<u8, Failure> {
     for n in &m.findings {
         println!("note: {n}");
     }
-    println!("{}: {} tensors, {} findings", a.file.display(), m.tensors.len(), findings.len());
+    println!(
+        "{}: {} tensors, {} findings",
+        a.file.display(),
+        m.tensors.len(),
+        findings.len()
+    );
     Ok(code)
 }

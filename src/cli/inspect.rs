@@ -28,7 +28,9 @@ pub fn run(args: Args) -> Result<u8, Failure> {
     let report = match format {
         Format::Gguf => inspect_gguf(&GgufFile::open(&args.file).map_err(Failure::bad_input)?),
         Format::Apr => inspect_apr(&AprFile::open(&args.file).map_err(Failure::bad_input)?),
-        Format::SafeTensors => inspect_st(&SafetensorsModel::open(&args.file).map_err(Failure::bad_input)?),
+        Format::SafeTensors => {
+            inspect_st(&SafetensorsModel::open(&args.file).map_err(Failure::bad_input)?)
+        }
         Format::Directory => {
             return Err(Failure::bad_input(anyhow::anyhow!(
                 "{}: inspect does not read {} yet",
@@ -129,7 +131,11 @@ fn summarise(v: &Value) -> Value {
             json!({ "len": a.len(), "first": a.iter().take(ARRAY_PREVIEW).map(summarise).collect::<Vec<_>>() })
         }
         Value::Array(a) => Value::Array(a.iter().map(summarise).collect()),
-        Value::String(s) if s.len() > 200 => json!(format!("{}… ({} bytes)", s.chars().take(120).collect::<String>(), s.len())),
+        Value::String(s) if s.len() > 200 => json!(format!(
+            "{}… ({} bytes)",
+            s.chars().take(120).collect::<String>(),
+            s.len()
+        )),
         other => other.clone(),
     }
 }
@@ -167,13 +173,32 @@ fn report(
 }
 
 fn inspect_apr(f: &AprFile) -> Value {
-    let metadata = f.metadata.iter().map(|(k, v)| json!({ "key": k, "type": "json", "value": summarise(v) })).collect();
+    let metadata = f
+        .metadata
+        .iter()
+        .map(|(k, v)| json!({ "key": k, "type": "json", "value": summarise(v) }))
+        .collect();
     let rows = f
         .entries
         .iter()
-        .map(|e| (e.name.clone(), e.dtype.name().to_string(), e.dims.clone(), e.offset, e.size))
+        .map(|e| {
+            (
+                e.name.clone(),
+                e.dtype.name().to_string(),
+                e.dims.clone(),
+                e.offset,
+                e.size,
+            )
+        })
         .collect();
-    let mut r = report(&f.path, "apr", format!("{}.{}", f.version.0, f.version.1), f.bytes().len() as u64, metadata, rows);
+    let mut r = report(
+        &f.path,
+        "apr",
+        format!("{}.{}", f.version.0, f.version.1),
+        f.bytes().len() as u64,
+        metadata,
+        rows,
+    );
     r["flags"] = json!(format!("{:#06x}", f.flags));
     r["footer"] = json!(format!("{:?}", f.footer));
     r["findings"] = json!(f.findings);
@@ -181,16 +206,41 @@ fn inspect_apr(f: &AprFile) -> Value {
 }
 
 fn inspect_st(m: &SafetensorsModel) -> Value {
-    let metadata = m.metadata.iter().map(|(k, v)| json!({ "key": k, "type": "string", "value": summarise(&json!(v)) })).collect();
+    let metadata = m
+        .metadata
+        .iter()
+        .map(|(k, v)| json!({ "key": k, "type": "string", "value": summarise(&json!(v)) }))
+        .collect();
     let rows = m
         .tensors
         .iter()
-        .map(|t| (t.name.clone(), t.dtype.to_string(), t.shape.clone(), t.start, t.end - t.start))
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.dtype.to_string(),
+                t.shape.clone(),
+                t.start,
+                t.end - t.start,
+            )
+        })
         .collect();
-    let bytes: u64 = m.shards.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|md| md.len()).sum();
-    let path = m.index.clone().or_else(|| m.shards.first().cloned()).unwrap_or_default();
+    let bytes: u64 = m
+        .shards
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|md| md.len())
+        .sum();
+    let path = m
+        .index
+        .clone()
+        .or_else(|| m.shards.first().cloned())
+        .unwrap_or_default();
     let mut r = report(&path, "safetensors", "-".into(), bytes, metadata, rows);
-    r["shards"] = json!(m.shards.iter().map(|p| p.display().to_string()).collect::<Vec<_>>());
+    r["shards"] = json!(m
+        .shards
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>());
     r
 }
 

@@ -74,12 +74,23 @@ pub struct DiffReport {
 impl DiffReport {
     /// Whether anything differs beyond the tolerance.
     pub fn differs(&self) -> bool {
-        !self.missing.is_empty() || !self.extra.is_empty() || !self.metadata.is_empty() || self.tensors.iter().any(|t| t.differs)
+        !self.missing.is_empty()
+            || !self.extra.is_empty()
+            || !self.metadata.is_empty()
+            || self.tensors.iter().any(|t| t.differs)
     }
 }
 
-fn values_diff(a: &Model, ta: &Tensor, b: &Model, tb: &Tensor, d: &mut TensorDiff) -> Result<(), QuantError> {
-    let (Some(ca), Some(cb)) = (Chunking::of(ta), Chunking::of(tb)) else { return Ok(()) };
+fn values_diff(
+    a: &Model,
+    ta: &Tensor,
+    b: &Model,
+    tb: &Tensor,
+    d: &mut TensorDiff,
+) -> Result<(), QuantError> {
+    let (Some(ca), Some(cb)) = (Chunking::of(ta), Chunking::of(tb)) else {
+        return Ok(());
+    };
     let (ba, bb) = (a.tensor_data(ta), b.tensor_data(tb));
     let mut xa = vec![0f32; ca.max_values()];
     let mut xb = vec![0f32; cb.max_values()];
@@ -97,7 +108,11 @@ fn values_diff(a: &Model, ta: &Tensor, b: &Model, tb: &Tensor, d: &mut TensorDif
             if x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()) {
                 continue;
             }
-            let delta = if x.is_nan() || y.is_nan() { f64::INFINITY } else { (f64::from(x) - f64::from(y)).abs() };
+            let delta = if x.is_nan() || y.is_nan() {
+                f64::INFINITY
+            } else {
+                (f64::from(x) - f64::from(y)).abs()
+            };
             d.n_differ += 1;
             sum += delta;
             if delta > d.max_abs || d.max_abs.is_nan() {
@@ -116,7 +131,13 @@ fn values_diff(a: &Model, ta: &Tensor, b: &Model, tb: &Tensor, d: &mut TensorDif
     Ok(())
 }
 
-fn tensor_diff(a: &Model, ta: &Tensor, b: &Model, tb: &Tensor, tolerance: f64) -> Result<TensorDiff, QuantError> {
+fn tensor_diff(
+    a: &Model,
+    ta: &Tensor,
+    b: &Model,
+    tb: &Tensor,
+    tolerance: f64,
+) -> Result<TensorDiff, QuantError> {
     let mut d = TensorDiff {
         name: ta.name.clone(),
         dtype: (ta.dtype.name().into(), tb.dtype.name().into()),
@@ -139,13 +160,20 @@ fn tensor_diff(a: &Model, ta: &Tensor, b: &Model, tb: &Tensor, tolerance: f64) -
     if ta.dtype == tb.dtype {
         let (ra, rb) = (a.tensor_data(ta), b.tensor_data(tb));
         d.raw_equal = ra == rb;
-        d.first_byte_diff = ra.iter().zip(rb).position(|(x, y)| x != y).map(|p| p as u64);
+        d.first_byte_diff = ra
+            .iter()
+            .zip(rb)
+            .position(|(x, y)| x != y)
+            .map(|p| p as u64);
     }
     values_diff(a, ta, b, tb, &mut d)?;
     d.differs = if ta.dtype == tb.dtype && tolerance == 0.0 {
         !d.raw_equal
     } else {
-        let within = matches!(d.max_abs.partial_cmp(&tolerance), Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal));
+        let within = matches!(
+            d.max_abs.partial_cmp(&tolerance),
+            Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+        );
         !within || d.nan.0 != d.nan.1 || d.inf.0 != d.inf.1
     };
     Ok(d)
@@ -162,17 +190,26 @@ fn meta_diff(a: &Model, b: &Model) -> Vec<MetaDiff> {
             .collect()
     };
     let (ea, eb) = (enc(a), enc(b));
-    let find = |e: &[(String, String)], k: &str| e.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+    let find =
+        |e: &[(String, String)], k: &str| e.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
     let mut out = Vec::new();
     for (k, va) in &ea {
         match find(&eb, k) {
             Some(vb) if &vb == va => {}
-            other => out.push(MetaDiff { key: k.clone(), a: Some(clip(va)), b: other.map(|v| clip(&v)) }),
+            other => out.push(MetaDiff {
+                key: k.clone(),
+                a: Some(clip(va)),
+                b: other.map(|v| clip(&v)),
+            }),
         }
     }
     for (k, vb) in &eb {
         if find(&ea, k).is_none() {
-            out.push(MetaDiff { key: k.clone(), a: None, b: Some(clip(vb)) });
+            out.push(MetaDiff {
+                key: k.clone(),
+                a: None,
+                b: Some(clip(vb)),
+            });
         }
     }
     out
@@ -182,15 +219,33 @@ fn clip(s: &str) -> String {
     if s.len() <= 200 {
         s.to_string()
     } else {
-        format!("{}… ({} bytes)", s.chars().take(160).collect::<String>(), s.len())
+        format!(
+            "{}… ({} bytes)",
+            s.chars().take(160).collect::<String>(),
+            s.len()
+        )
     }
 }
 
 /// Compares `a` with `b`; `all` keeps equal tensors in the report too.
 pub fn diff(a: &Model, b: &Model, tolerance: f64, all: bool) -> Result<DiffReport, QuantError> {
-    let missing: Vec<String> = a.tensors.iter().filter(|t| b.tensor(&t.name).is_none()).map(|t| t.name.clone()).collect();
-    let extra: Vec<String> = b.tensors.iter().filter(|t| a.tensor(&t.name).is_none()).map(|t| t.name.clone()).collect();
-    let pairs: Vec<(&Tensor, &Tensor)> = a.tensors.iter().filter_map(|t| b.tensor(&t.name).map(|u| (t, u))).collect();
+    let missing: Vec<String> = a
+        .tensors
+        .iter()
+        .filter(|t| b.tensor(&t.name).is_none())
+        .map(|t| t.name.clone())
+        .collect();
+    let extra: Vec<String> = b
+        .tensors
+        .iter()
+        .filter(|t| a.tensor(&t.name).is_none())
+        .map(|t| t.name.clone())
+        .collect();
+    let pairs: Vec<(&Tensor, &Tensor)> = a
+        .tensors
+        .iter()
+        .filter_map(|t| b.tensor(&t.name).map(|u| (t, u)))
+        .collect();
     let diffs: Vec<TensorDiff> = pairs
         .par_iter()
         .map(|(ta, tb)| tensor_diff(a, ta, b, tb, tolerance))

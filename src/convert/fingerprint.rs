@@ -126,5 +126,9 @@ pub fn fingerprint_tensor(model: &Model, t: &Tensor) -> Result<TensorPrint, Quan
 
 /// Fingerprints every tensor (in parallel; output in model order).
 pub fn fingerprint(model: &Model) -> Result<Vec<TensorPrint>, QuantError> {
-    model.tensors.par_iter().map(|t| fingerprint_tensor(model, t)).collect()
+    model
+        .tensors
+        .par_iter()
+        .map(|t| fingerprint_tensor(model, t))
+        .collect()
 }

@@ -11,9 +11,9 @@
 pub mod apr_meta;
 pub mod diff;
 pub mod fingerprint;
+pub mod requant;
 pub mod validate;
 pub mod values;
-pub mod requant;
 
 use std::path::{Path, PathBuf};
 
@@ -247,7 +247,9 @@ pub fn write_model(
                     "--to hf does not map architecture {arch:?} (mapped: qwen2, llama)"
                 )));
             }
-            return Err(ConvertError::Usage("HF directory export is not available yet".into()));
+            return Err(ConvertError::Usage(
+                "HF directory export is not available yet".into(),
+            ));
         }
     }
     report.changes = plan.take_changes();

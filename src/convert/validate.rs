@@ -22,7 +22,11 @@ pub struct Finding {
 }
 
 fn finding(kind: &str, subject: &str, detail: String) -> Finding {
-    Finding { kind: kind.into(), subject: subject.into(), detail }
+    Finding {
+        kind: kind.into(),
+        subject: subject.into(),
+        detail,
+    }
 }
 
 /// Value checks on every tensor, in parallel; findings in model order.
@@ -47,13 +51,33 @@ fn value_findings(model: &Model) -> Result<Vec<Finding>, QuantError> {
             }
             let s = acc.finish();
             if s.nan > 0 {
-                out.push(finding("nan", &t.name, format!("{} NaN values (first non-finite at index {})", s.nan, first_bad.unwrap_or(0))));
+                out.push(finding(
+                    "nan",
+                    &t.name,
+                    format!(
+                        "{} NaN values (first non-finite at index {})",
+                        s.nan,
+                        first_bad.unwrap_or(0)
+                    ),
+                ));
             }
             if s.inf > 0 {
-                out.push(finding("inf", &t.name, format!("{} Inf values (first non-finite at index {})", s.inf, first_bad.unwrap_or(0))));
+                out.push(finding(
+                    "inf",
+                    &t.name,
+                    format!(
+                        "{} Inf values (first non-finite at index {})",
+                        s.inf,
+                        first_bad.unwrap_or(0)
+                    ),
+                ));
             }
             if s.n > 0 && s.zeros == s.n {
-                out.push(finding("all_zero", &t.name, format!("all {} values are zero", s.n)));
+                out.push(finding(
+                    "all_zero",
+                    &t.name,
+                    format!("all {} values are zero", s.n),
+                ));
             }
             Ok(out)
         })
@@ -69,9 +93,14 @@ fn meta_u64(model: &Model, key: &str) -> Option<u64> {
 fn shape_findings(model: &Model) -> Vec<Finding> {
     let mut out = Vec::new();
     let arch = model.arch().unwrap_or_default().to_string();
-    let vocab = model.get("tokenizer.ggml.tokens").and_then(GgufValue::as_array).map(|a| a.items.len() as u64);
+    let vocab = model
+        .get("tokenizer.ggml.tokens")
+        .and_then(GgufValue::as_array)
+        .map(|a| a.items.len() as u64);
     for name in ["token_embd.weight", "output.weight"] {
-        let Some(t) = model.tensor(name) else { continue };
+        let Some(t) = model.tensor(name) else {
+            continue;
+        };
         let rows = t.ne.get(1).copied().unwrap_or(1);
         if let Some(v) = vocab {
             if rows != v {
@@ -84,7 +113,11 @@ fn shape_findings(model: &Model) -> Vec<Finding> {
         }
         if let Some(v) = meta_u64(model, &format!("{arch}.vocab_size")) {
             if rows != v {
-                out.push(finding("vocab_mismatch", name, format!("{rows} rows but {arch}.vocab_size = {v}")));
+                out.push(finding(
+                    "vocab_mismatch",
+                    name,
+                    format!("{rows} rows but {arch}.vocab_size = {v}"),
+                ));
             }
         }
         if let Some(h) = meta_u64(model, &format!("{arch}.embedding_length")) {
@@ -92,7 +125,10 @@ fn shape_findings(model: &Model) -> Vec<Finding> {
                 out.push(finding(
                     "width_mismatch",
                     name,
-                    format!("rows of {} values but {arch}.embedding_length = {h}", t.row_len()),
+                    format!(
+                        "rows of {} values but {arch}.embedding_length = {h}",
+                        t.row_len()
+                    ),
                 ));
             }
         }
@@ -101,12 +137,23 @@ fn shape_findings(model: &Model) -> Vec<Finding> {
         let layers = model
             .tensors
             .iter()
-            .filter_map(|t| t.name.strip_prefix("blk.")?.split('.').next()?.parse::<u64>().ok())
+            .filter_map(|t| {
+                t.name
+                    .strip_prefix("blk.")?
+                    .split('.')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
             .max()
             .map(|m| m + 1);
         if let Some(found) = layers {
             if found != n {
-                out.push(finding("depth_mismatch", &format!("{arch}.block_count"), format!("says {n} layers, tensors cover {found}")));
+                out.push(finding(
+                    "depth_mismatch",
+                    &format!("{arch}.block_count"),
+                    format!("says {n} layers, tensors cover {found}"),
+                ));
             }
         }
     }
