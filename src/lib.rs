@@ -7,7 +7,11 @@
 
 pub mod convert;
 pub mod dtype;
+pub mod evidence;
 pub mod formats;
+pub mod gates;
+pub mod harness;
 pub mod infer;
 pub mod model;
 pub mod quant;
+pub mod synth;

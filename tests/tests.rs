@@ -8,3 +8,6 @@ mod real_convert;
 mod real_gguf;
 mod safetensors;
 mod util;
+mod hf;
+mod tokenizer;
+mod infer;

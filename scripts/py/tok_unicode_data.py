@@ -43,6 +43,7 @@ print("//! Data only; do not edit by hand.")
 print()
 print("/// Class of the code points from `.0` up to the next entry's start: 0 other, 1 letter (`\\p{L}`),")
 print("/// 2 number (`\\p{N}`). Sorted by start; the first entry starts at 0.")
+print("#[rustfmt::skip]")
 print(f"pub(super) const CLASS_RANGES: [(u32, u8); {len(merged)}] = [")
 for i in range(0, len(merged), 6):
     row = merged[i:i + 6]
@@ -50,6 +51,7 @@ for i in range(0, len(merged), 6):
 print("];")
 print()
 print("/// llama.cpp's whitespace set (`\\s` in its pre-tokenizer regexes).")
+print("#[rustfmt::skip]")
 print(f"pub(super) const WHITESPACE: [u32; {len(ws)}] = [")
 for i in range(0, len(ws), 8):
     print("    " + " ".join(f"0x{c:04X}," for c in ws[i:i + 8]))

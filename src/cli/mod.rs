@@ -5,6 +5,7 @@
 
 mod check;
 mod convert;
+mod harness;
 mod inspect;
 
 use std::process::ExitCode;
@@ -17,9 +18,6 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
 /// Bad input or usage: unreadable or invalid file, bad arguments.
 pub const EXIT_BAD_INPUT: u8 = 2;
-/// Incomplete: required work was skipped or interrupted.
-#[allow(dead_code)]
-pub const EXIT_INCOMPLETE: u8 = 3;
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +42,15 @@ enum Command {
     Fingerprint(check::FileArgs),
     /// Check a model's values and metadata; exit 1 on any finding.
     Validate(check::FileArgs),
+    /// Run a playbook: every gate judged by numbers, evidence.json and the MQS.
+    Run(harness::RunArgs),
+    /// List the gate catalogue.
+    Gates(harness::GatesArgs),
+    /// Score an evidence file.
+    Score(harness::ScoreArgs),
+    /// Playbook tools.
+    #[command(subcommand)]
+    Playbook(harness::PlaybookCmd),
 }
 
 /// A failure the CLI reports: the message and the exit code it maps to.
@@ -90,6 +97,10 @@ pub fn run() -> ExitCode {
         Command::Diff(a) => check::run_diff(a),
         Command::Fingerprint(a) => check::run_fingerprint(a),
         Command::Validate(a) => check::run_validate(a),
+        Command::Run(a) => harness::run_cmd(a),
+        Command::Gates(a) => harness::gates_cmd(a),
+        Command::Score(a) => harness::score_cmd(a),
+        Command::Playbook(c) => harness::playbook_cmd(c),
     };
     match result {
         Ok(code) => ExitCode::from(code),

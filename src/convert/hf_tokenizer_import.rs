@@ -296,7 +296,7 @@ fn add_flags(
     n: u64,
 ) {
     let mut flags: Vec<(&str, bool)> = Vec::new();
-    let mut set = |flags: &mut Vec<(&str, bool)>, k: &'static str, v: bool| {
+    let set = |flags: &mut Vec<(&str, bool)>, k: &'static str, v: bool| {
         match flags.iter_mut().find(|(key, _)| *key == k) {
             Some(f) => f.1 = v,
             None => flags.push((k, v)),

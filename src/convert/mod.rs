@@ -12,6 +12,12 @@ pub mod apr_meta;
 pub mod diff;
 pub mod fingerprint;
 pub mod requant;
+pub mod hf_config;
+pub mod hf_export;
+pub mod hf_import;
+pub mod hf_rows;
+pub mod hf_tokenizer;
+pub mod hf_tokenizer_import;
 pub mod validate;
 pub mod values;
 

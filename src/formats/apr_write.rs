@@ -344,7 +344,9 @@ pub fn write_apr(
         write_apr_to(&mut bw, metadata, tensors, data).map_err(err)?;
         bw.flush().map_err(io("flush"))?;
     }
-    tmp.as_file().sync_all().map_err(io("sync"))?;
+    // No fsync: the rename makes the write atomic for every process outcome (a killed
+    // conversion leaves nothing under the final name); durability across power loss is the
+    // caller's (as for `cp`), and an fsync per file would double conversion time.
     tmp.persist(out).map_err(|e| {
         err(AprErrorKind::Io {
             op: "rename temp file".into(),

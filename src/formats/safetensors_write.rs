@@ -304,7 +304,9 @@ fn atomic_write(
         body(&mut w).map_err(err)?;
         w.flush().map_err(io("write"))?;
     }
-    tmp.as_file().sync_all().map_err(io("sync"))?;
+    // No fsync: the rename makes the write atomic for every process outcome (a killed
+    // conversion leaves nothing under the final name); durability across power loss is the
+    // caller's (as for `cp`), and an fsync per file would double conversion time.
     tmp.persist(out).map_err(|e| {
         SafetensorsError::new(
             out,

@@ -24,13 +24,17 @@ pub mod matrix;
 pub mod ops;
 pub mod pool;
 pub mod reference;
+#[cfg(test)]
+mod tests;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+mod avx2_decode;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
 #[cfg(target_arch = "x86_64")]
-mod x86_decode;
+mod avx512_decode;
 
 pub use matrix::{KernelError, Matrix};
 

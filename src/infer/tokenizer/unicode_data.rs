@@ -5,6 +5,7 @@
 
 /// Class of the code points from `.0` up to the next entry's start: 0 other, 1 letter (`\p{L}`),
 /// 2 number (`\p{N}`). Sorted by start; the first entry starts at 0.
+#[rustfmt::skip]
 pub(super) const CLASS_RANGES: [(u32, u8); 1546] = [
     (0x000000, 0), (0x000030, 2), (0x00003A, 0), (0x000041, 1), (0x00005B, 0), (0x000061, 1),
     (0x00007B, 0), (0x0000AA, 1), (0x0000AB, 0), (0x0000B2, 2), (0x0000B4, 0), (0x0000B5, 1),
@@ -267,6 +268,7 @@ pub(super) const CLASS_RANGES: [(u32, u8); 1546] = [
 ];
 
 /// llama.cpp's whitespace set (`\s` in its pre-tokenizer regexes).
+#[rustfmt::skip]
 pub(super) const WHITESPACE: [u32; 25] = [
     0x0009, 0x000A, 0x000B, 0x000C, 0x000D, 0x0020, 0x0085, 0x00A0,
     0x1680, 0x2000, 0x2001, 0x2002, 0x2003, 0x2004, 0x2005, 0x2006,

@@ -1,0 +1,132 @@
+//! The files a run produces and shares: the source model and every conversion route, each
+//! computed once (memoized, thread-safe) in the run's private temp dir. Nothing is ever
+//! written beside the model.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::Fmt;
+use crate::convert::fingerprint::{fingerprint, TensorPrint};
+use crate::convert::{convert, DtypeChoice, Target};
+use crate::model::Model;
+
+type Slot<T> = Arc<OnceLock<Result<T, String>>>;
+
+/// Shared run artifacts.
+pub struct Artifacts {
+    dir: PathBuf,
+    /// The model under qualification (a GGUF file).
+    pub source: PathBuf,
+    routes: Mutex<HashMap<String, Slot<PathBuf>>>,
+    models: Mutex<HashMap<PathBuf, Slot<Arc<Model>>>>,
+    prints: Mutex<HashMap<PathBuf, Slot<Arc<Vec<TensorPrint>>>>>,
+    fresh: std::sync::atomic::AtomicUsize,
+}
+
+fn target(f: Fmt) -> Target {
+    match f {
+        Fmt::Gguf => Target::Gguf,
+        Fmt::Apr => Target::Apr,
+        Fmt::Safetensors => Target::Safetensors,
+    }
+}
+
+fn slot<K: std::hash::Hash + Eq + Clone, T>(map: &Mutex<HashMap<K, Slot<T>>>, key: &K) -> Slot<T> {
+    let mut m = map
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    m.entry(key.clone()).or_default().clone()
+}
+
+impl Artifacts {
+    /// Artifacts for `source`, produced under `dir` (the run's temp dir).
+    pub fn new(dir: &Path, source: PathBuf) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            source,
+            routes: Mutex::new(HashMap::new()),
+            models: Mutex::new(HashMap::new()),
+            prints: Mutex::new(HashMap::new()),
+            fresh: Default::default(),
+        }
+    }
+
+    /// The run's temp dir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file reached by converting the source along `route` (`route[0]` is the source's
+    /// format, GGUF), each hop computed once and shared.
+    pub fn route(&self, route: &[Fmt]) -> Result<PathBuf, String> {
+        match route {
+            [] => Err("empty route".into()),
+            [Fmt::Gguf] => Ok(self.source.clone()),
+            [first, ..] if *first != Fmt::Gguf => {
+                Err(format!("routes start at the GGUF source, not {first:?}"))
+            }
+            [prefix @ .., last] => {
+                let key: Vec<&str> = route.iter().map(|f| f.ext()).collect();
+                let key = key.join("-");
+                let s = slot(&self.routes, &key);
+                s.get_or_init(|| {
+                    let input = self.route(prefix)?;
+                    let out = self.dir.join(format!("route-{key}.{}", last.ext()));
+                    convert(&input, &out, target(*last), DtypeChoice::Keep)
+                        .map_err(|e| e.to_string())?;
+                    Ok(out)
+                })
+                .clone()
+            }
+        }
+    }
+
+    /// A new, unshared conversion of `input` to `to` (for idempotence, stability and timing),
+    /// with its wall time.
+    pub fn convert_fresh(
+        &self,
+        input: &Path,
+        to: Fmt,
+        dtype: DtypeChoice,
+    ) -> Result<(PathBuf, Duration), String> {
+        let n = self
+            .fresh
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let out = self.dir.join(format!("fresh-{n}.{}", to.ext()));
+        let t0 = Instant::now();
+        convert(input, &out, target(to), dtype).map_err(|e| e.to_string())?;
+        Ok((out, t0.elapsed()))
+    }
+
+    /// A fresh path in the run dir.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        let n = self
+            .fresh
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.dir.join(format!("scratch-{n}-{name}"))
+    }
+
+    /// The model view of `path`, opened once and shared.
+    pub fn model(&self, path: &Path) -> Result<Arc<Model>, String> {
+        let s = slot(&self.models, &path.to_path_buf());
+        s.get_or_init(|| Model::open(path).map(Arc::new).map_err(|e| e.to_string()))
+            .clone()
+    }
+
+    /// The model reached by `route`.
+    pub fn route_model(&self, route: &[Fmt]) -> Result<Arc<Model>, String> {
+        self.model(&self.route(route)?)
+    }
+
+    /// Per-tensor fingerprints of the file at `path`, computed once and shared.
+    pub fn fingerprints(&self, path: &Path) -> Result<Arc<Vec<TensorPrint>>, String> {
+        let s = slot(&self.prints, &path.to_path_buf());
+        s.get_or_init(|| {
+            let m = self.model(path)?;
+            fingerprint(&m).map(Arc::new).map_err(|e| e.to_string())
+        })
+        .clone()
+    }
+}

@@ -1,0 +1,8 @@
+//! The qualification harness: playbook → plan → executor → evidence → MQS.
+
+pub mod catalog;
+pub mod executor;
+pub mod hooks;
+pub mod mqs;
+pub mod playbook;
+pub mod run;

@@ -1,0 +1,277 @@
+//! AVX2 kernels: the contract's 16 lanes are two `__m256` accumulators (lanes 0..8, 8..16).
+
+use std::arch::x86_64::*;
+
+use super::avx2_decode::{Bf16, Dec256, Q4K, Q5K, Q6K, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, F32};
+use super::matrix::{Fast, TILE_ROWS, TILE_TOKENS};
+use super::LANES;
+
+#[derive(Clone, Copy)]
+struct Acc(__m256, __m256);
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn zero() -> Acc {
+    Acc(_mm256_setzero_ps(), _mm256_setzero_ps())
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn lanes(a: Acc) -> [f32; LANES] {
+    let mut l = [0f32; LANES];
+    // SAFETY: `l` holds 16 floats.
+    unsafe {
+        _mm256_storeu_ps(l.as_mut_ptr(), a.0);
+        _mm256_storeu_ps(l.as_mut_ptr().add(8), a.1);
+    }
+    l
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn rows_lanes<D: Dec256, const R: usize>(
+    rows: [*const u8; R],
+    x: *const f32,
+    n_blocks: usize,
+) -> [[f32; LANES]; R] {
+    let mut acc = [zero(); R];
+    for b in 0..n_blocks {
+        // SAFETY: x holds n_blocks·BLOCK floats and each row n_blocks·BYTES bytes (caller).
+        unsafe {
+            let xb = x.add(b * D::BLOCK);
+            for (a, &row) in acc.iter_mut().zip(&rows) {
+                D::visit(row.add(b * D::BYTES), |i, lo, hi| {
+                    a.0 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xb.add(16 * i)), a.0);
+                    a.1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xb.add(16 * i + 8)), a.1);
+                });
+            }
+        }
+    }
+    let mut out = [[0f32; LANES]; R];
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = lanes(a);
+    }
+    out
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn matvec_t<D: Dec256>(
+    data: *const u8,
+    row_bytes: usize,
+    x: *const f32,
+    n_blocks: usize,
+    first: usize,
+    out: &mut [[f32; LANES]],
+) {
+    let row = |r: usize| {
+        // SAFETY: r < n_out (caller).
+        unsafe { data.add((first + r) * row_bytes) }
+    };
+    let n = out.len();
+    let mut r = 0;
+    // SAFETY (all calls): rows and x as the caller guarantees.
+    unsafe {
+        while r + 2 <= n {
+            out[r..r + 2].copy_from_slice(&rows_lanes::<D, 2>([row(r), row(r + 1)], x, n_blocks));
+            r += 2;
+        }
+        if r < n {
+            out[r..].copy_from_slice(&rows_lanes::<D, 1>([row(r)], x, n_blocks));
+        }
+    }
+}
+
+/// Lanes (whole-block part) of rows `first..first + out.len()` · `x`.
+///
+/// # Safety
+/// AVX2/FMA/F16C available; `data` holds the rows (`row_bytes` each, `n_blocks` blocks of
+/// `fast`); `x` holds at least `n_blocks × block` floats.
+pub(super) unsafe fn matvec(
+    fast: Fast,
+    data: *const u8,
+    row_bytes: usize,
+    x: *const f32,
+    n_blocks: usize,
+    first: usize,
+    out: &mut [[f32; LANES]],
+) {
+    // SAFETY: forwarded caller contract.
+    unsafe {
+        match fast {
+            Fast::F32 => matvec_t::<F32>(data, row_bytes, x, n_blocks, first, out),
+            Fast::F16 => matvec_t::<F16>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Bf16 => matvec_t::<Bf16>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q4_0 => matvec_t::<Q4_0>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q4_1 => matvec_t::<Q4_1>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q5_0 => matvec_t::<Q5_0>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q5_1 => matvec_t::<Q5_1>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q8_0 => matvec_t::<Q8_0>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q4K => matvec_t::<Q4K>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q5K => matvec_t::<Q5K>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q6K => matvec_t::<Q6K>(data, row_bytes, x, n_blocks, first, out),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn decode_t<D: Dec256>(p: *const u8, n_blocks: usize, out: *mut f32) {
+    for b in 0..n_blocks {
+        // SAFETY: p holds n_blocks blocks and out n_blocks·BLOCK floats (caller).
+        unsafe {
+            let o = out.add(b * D::BLOCK);
+            D::visit(p.add(b * D::BYTES), |i, lo, hi| {
+                _mm256_storeu_ps(o.add(16 * i), lo);
+                _mm256_storeu_ps(o.add(16 * i + 8), hi);
+            });
+        }
+    }
+}
+
+/// Decodes `n_blocks` blocks of `fast` at `p` into `out`.
+///
+/// # Safety
+/// AVX2/FMA/F16C available; `p` holds `n_blocks` blocks; `out` has room for
+/// `n_blocks × block` floats.
+pub(super) unsafe fn decode(fast: Fast, p: *const u8, n_blocks: usize, out: *mut f32) {
+    // SAFETY: forwarded caller contract.
+    unsafe {
+        match fast {
+            Fast::F32 => decode_t::<F32>(p, n_blocks, out),
+            Fast::F16 => decode_t::<F16>(p, n_blocks, out),
+            Fast::Bf16 => decode_t::<Bf16>(p, n_blocks, out),
+            Fast::Q4_0 => decode_t::<Q4_0>(p, n_blocks, out),
+            Fast::Q4_1 => decode_t::<Q4_1>(p, n_blocks, out),
+            Fast::Q5_0 => decode_t::<Q5_0>(p, n_blocks, out),
+            Fast::Q5_1 => decode_t::<Q5_1>(p, n_blocks, out),
+            Fast::Q8_0 => decode_t::<Q8_0>(p, n_blocks, out),
+            Fast::Q4K => decode_t::<Q4K>(p, n_blocks, out),
+            Fast::Q5K => decode_t::<Q5K>(p, n_blocks, out),
+            Fast::Q6K => decode_t::<Q6K>(p, n_blocks, out),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn tile<const RG: usize, const TT: usize>(
+    w: *const f32,
+    ldw: usize,
+    x: *const f32,
+    ldx: usize,
+    n16: usize,
+    out: &mut [[f32; LANES]; TILE_ROWS * TILE_TOKENS],
+) {
+    let mut acc = [[zero(); TT]; RG];
+    for k in 0..n16 {
+        // SAFETY: rows/tokens hold n16·16 floats at their strides (caller).
+        unsafe {
+            for t in 0..TT {
+                let x0 = _mm256_loadu_ps(x.add(t * ldx + 16 * k));
+                let x1 = _mm256_loadu_ps(x.add(t * ldx + 16 * k + 8));
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let a = &mut row[t];
+                    a.0 = _mm256_fmadd_ps(_mm256_loadu_ps(w.add(r * ldw + 16 * k)), x0, a.0);
+                    a.1 = _mm256_fmadd_ps(_mm256_loadu_ps(w.add(r * ldw + 16 * k + 8)), x1, a.1);
+                }
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (t, &a) in row.iter().enumerate() {
+            out[r * TILE_TOKENS + t] = lanes(a);
+        }
+    }
+}
+
+/// Lanes of a tile of `rg` decoded rows × `tt` tokens; `out[r * TILE_TOKENS + t]`.
+///
+/// # Safety
+/// AVX2/FMA/F16C available; `w` holds `rg` rows of stride `ldw`, `x` `tt` rows of stride
+/// `ldx`, each with at least `n16 × 16` floats.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn gemm_tile(
+    w: *const f32,
+    ldw: usize,
+    rg: usize,
+    x: *const f32,
+    ldx: usize,
+    tt: usize,
+    n16: usize,
+    out: &mut [[f32; LANES]; TILE_ROWS * TILE_TOKENS],
+) {
+    // Two rows × three tokens fill 12 of the 16 ymm registers; larger tiles go in pieces.
+    let mut r0 = 0;
+    while r0 < rg {
+        let r = (rg - r0).min(2);
+        let mut t0 = 0;
+        while t0 < tt {
+            let t = (tt - t0).min(3);
+            let mut o = [[0f32; LANES]; TILE_ROWS * TILE_TOKENS];
+            // SAFETY: sub-tile of the caller's tile.
+            unsafe {
+                let (wp, xp) = (w.add(r0 * ldw), x.add(t0 * ldx));
+                match (r, t) {
+                    (2, 3) => tile::<2, 3>(wp, ldw, xp, ldx, n16, &mut o),
+                    (2, 2) => tile::<2, 2>(wp, ldw, xp, ldx, n16, &mut o),
+                    (2, _) => tile::<2, 1>(wp, ldw, xp, ldx, n16, &mut o),
+                    (_, 3) => tile::<1, 3>(wp, ldw, xp, ldx, n16, &mut o),
+                    (_, 2) => tile::<1, 2>(wp, ldw, xp, ldx, n16, &mut o),
+                    _ => tile::<1, 1>(wp, ldw, xp, ldx, n16, &mut o),
+                }
+            }
+            for i in 0..r {
+                for j in 0..t {
+                    out[(r0 + i) * TILE_TOKENS + t0 + j] = o[i * TILE_TOKENS + j];
+                }
+            }
+            t0 += t;
+        }
+        r0 += r;
+    }
+}
+
+/// The contract's dot product of two f32 slices.
+///
+/// # Safety
+/// AVX2/FMA/F16C available.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let n16 = n / 16;
+    let mut acc = zero();
+    for k in 0..n16 {
+        // SAFETY: 16(k+1) ≤ n.
+        unsafe {
+            let (pa, pb) = (a.as_ptr().add(16 * k), b.as_ptr().add(16 * k));
+            acc.0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa), _mm256_loadu_ps(pb), acc.0);
+            acc.1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(8)), _mm256_loadu_ps(pb.add(8)), acc.1);
+        }
+    }
+    let mut l = lanes(acc);
+    super::reference::fma_lanes(&mut l, &a[16 * n16..n], &b[16 * n16..n]);
+    super::reference::hsum(l)
+}
+
+/// `y = fma(p, v, y)` element-wise.
+///
+/// # Safety
+/// AVX2/FMA available.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn axpy(p: f32, v: &[f32], y: &mut [f32]) {
+    let n = v.len().min(y.len());
+    let n8 = n / 8;
+    let pv = _mm256_set1_ps(p);
+    for k in 0..n8 {
+        // SAFETY: 8(k+1) ≤ n.
+        unsafe {
+            let py = y.as_mut_ptr().add(8 * k);
+            let r = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v.as_ptr().add(8 * k)), _mm256_loadu_ps(py));
+            _mm256_storeu_ps(py, r);
+        }
+    }
+    for i in 8 * n8..n {
+        y[i] = p.mul_add(v[i], y[i]);
+    }
+}

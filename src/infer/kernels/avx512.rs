@@ -1,0 +1,258 @@
+//! AVX-512 kernels: fused decode + FMA matrix × vector, block decoding into f32 buffers, and
+//! the f32 GEMM tile of prefill. One `__m512` accumulator holds the contract's 16 lanes.
+
+#![allow(clippy::incompatible_msrv)] // AVX-512 intrinsics are stable since Rust 1.89.
+
+use std::arch::x86_64::*;
+
+use super::avx512_decode::{Bf16, Dec512, Q4K, Q5K, Q6K, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, F32};
+use super::matrix::{Fast, TILE_ROWS, TILE_TOKENS};
+use super::LANES;
+
+/// Lanes of an accumulator, as the scalar code holds them.
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[inline]
+fn lanes(v: __m512) -> [f32; LANES] {
+    let mut a = [0f32; LANES];
+    // SAFETY: `a` holds 16 floats.
+    unsafe { _mm512_storeu_ps(a.as_mut_ptr(), v) };
+    a
+}
+
+/// Lanes of `R` rows (each `n_blocks` blocks of `D` at `rows[r]`) dotted with `x`.
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[inline]
+unsafe fn rows_lanes<D: Dec512, const R: usize>(
+    rows: [*const u8; R],
+    x: *const f32,
+    n_blocks: usize,
+) -> [[f32; LANES]; R] {
+    let mut acc = [_mm512_setzero_ps(); R];
+    for b in 0..n_blocks {
+        // SAFETY: x holds n_blocks·BLOCK floats and each row n_blocks·BYTES bytes (caller).
+        unsafe {
+            let xb = x.add(b * D::BLOCK);
+            for (a, &row) in acc.iter_mut().zip(&rows) {
+                D::visit(row.add(b * D::BYTES), |i, w| {
+                    *a = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb.add(16 * i)), *a);
+                });
+            }
+        }
+    }
+    let mut out = [[0f32; LANES]; R];
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = lanes(a);
+    }
+    out
+}
+
+/// Lanes for rows `first..first + out.len()` of a matrix of `D` blocks.
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[inline]
+unsafe fn matvec_t<D: Dec512>(
+    data: *const u8,
+    row_bytes: usize,
+    x: *const f32,
+    n_blocks: usize,
+    first: usize,
+    out: &mut [[f32; LANES]],
+) {
+    let row = |r: usize| {
+        // SAFETY: r < n_out (caller), so the row start is inside the matrix.
+        unsafe { data.add((first + r) * row_bytes) }
+    };
+    let mut r = 0;
+    let n = out.len();
+    // SAFETY (all calls): rows and x as the caller guarantees.
+    unsafe {
+        while r + 4 <= n {
+            let l = rows_lanes::<D, 4>([row(r), row(r + 1), row(r + 2), row(r + 3)], x, n_blocks);
+            out[r..r + 4].copy_from_slice(&l);
+            r += 4;
+        }
+        match n - r {
+            3 => out[r..].copy_from_slice(&rows_lanes::<D, 3>([row(r), row(r + 1), row(r + 2)], x, n_blocks)),
+            2 => out[r..].copy_from_slice(&rows_lanes::<D, 2>([row(r), row(r + 1)], x, n_blocks)),
+            1 => out[r..].copy_from_slice(&rows_lanes::<D, 1>([row(r)], x, n_blocks)),
+            _ => {}
+        }
+    }
+}
+
+/// Lanes (over the whole-block part of each row) of rows `first..first + out.len()` · `x`.
+///
+/// # Safety
+/// AVX-512F/AVX2/FMA/F16C available; `data` holds the rows (`row_bytes` each) of whole blocks
+/// of `fast` covering `n_blocks` blocks; `x` holds at least `n_blocks × block` floats.
+pub(super) unsafe fn matvec(
+    fast: Fast,
+    data: *const u8,
+    row_bytes: usize,
+    x: *const f32,
+    n_blocks: usize,
+    first: usize,
+    out: &mut [[f32; LANES]],
+) {
+    // SAFETY: forwarded caller contract.
+    unsafe {
+        match fast {
+            Fast::F32 => matvec_t::<F32>(data, row_bytes, x, n_blocks, first, out),
+            Fast::F16 => matvec_t::<F16>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Bf16 => matvec_t::<Bf16>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q4_0 => matvec_t::<Q4_0>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q4_1 => matvec_t::<Q4_1>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q5_0 => matvec_t::<Q5_0>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q5_1 => matvec_t::<Q5_1>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q8_0 => matvec_t::<Q8_0>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q4K => matvec_t::<Q4K>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q5K => matvec_t::<Q5K>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q6K => matvec_t::<Q6K>(data, row_bytes, x, n_blocks, first, out),
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[inline]
+unsafe fn decode_t<D: Dec512>(p: *const u8, n_blocks: usize, out: *mut f32) {
+    for b in 0..n_blocks {
+        // SAFETY: p holds n_blocks blocks and out n_blocks·BLOCK floats (caller).
+        unsafe {
+            let o = out.add(b * D::BLOCK);
+            D::visit(p.add(b * D::BYTES), |i, w| _mm512_storeu_ps(o.add(16 * i), w));
+        }
+    }
+}
+
+/// Decodes `n_blocks` blocks of `fast` at `p` into `out` (the dequantizer's exact values).
+///
+/// # Safety
+/// AVX-512F/AVX2/FMA/F16C available; `p` holds `n_blocks` blocks; `out` has room for
+/// `n_blocks × block` floats.
+pub(super) unsafe fn decode(fast: Fast, p: *const u8, n_blocks: usize, out: *mut f32) {
+    // SAFETY: forwarded caller contract.
+    unsafe {
+        match fast {
+            Fast::F32 => decode_t::<F32>(p, n_blocks, out),
+            Fast::F16 => decode_t::<F16>(p, n_blocks, out),
+            Fast::Bf16 => decode_t::<Bf16>(p, n_blocks, out),
+            Fast::Q4_0 => decode_t::<Q4_0>(p, n_blocks, out),
+            Fast::Q4_1 => decode_t::<Q4_1>(p, n_blocks, out),
+            Fast::Q5_0 => decode_t::<Q5_0>(p, n_blocks, out),
+            Fast::Q5_1 => decode_t::<Q5_1>(p, n_blocks, out),
+            Fast::Q8_0 => decode_t::<Q8_0>(p, n_blocks, out),
+            Fast::Q4K => decode_t::<Q4K>(p, n_blocks, out),
+            Fast::Q5K => decode_t::<Q5K>(p, n_blocks, out),
+            Fast::Q6K => decode_t::<Q6K>(p, n_blocks, out),
+        }
+    }
+}
+
+/// GEMM tile: lanes of `RG` decoded f32 rows (`w`, stride `ldw`) · `TT` tokens (`x`, stride
+/// `ldx`) over `n16` chunks of 16, into `out[r][t]`.
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[inline]
+unsafe fn tile<const RG: usize, const TT: usize>(
+    w: *const f32,
+    ldw: usize,
+    x: *const f32,
+    ldx: usize,
+    n16: usize,
+    out: &mut [[[f32; LANES]; TT]; RG],
+) {
+    let mut acc = [[_mm512_setzero_ps(); TT]; RG];
+    for k in 0..n16 {
+        // SAFETY: rows/tokens hold n16·16 floats at their strides (caller).
+        unsafe {
+            let mut wv = [_mm512_setzero_ps(); RG];
+            for (r, v) in wv.iter_mut().enumerate() {
+                *v = _mm512_loadu_ps(w.add(r * ldw + 16 * k));
+            }
+            for t in 0..TT {
+                let xv = _mm512_loadu_ps(x.add(t * ldx + 16 * k));
+                for r in 0..RG {
+                    acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+                }
+            }
+        }
+    }
+    for (o, a) in out.iter_mut().zip(&acc) {
+        for (o, &a) in o.iter_mut().zip(a) {
+            *o = lanes(a);
+        }
+    }
+}
+
+/// Lanes of every (row, token) pair of a tile of `rg ≤ 4` decoded rows and `tt ≤ 6` tokens;
+/// `out[r * TILE_TOKENS + t]`.
+///
+/// # Safety
+/// AVX-512F/AVX2/FMA/F16C available; `w` holds `rg` rows of stride `ldw`, `x` `tt` rows of
+/// stride `ldx`, each with at least `n16 × 16` floats.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn gemm_tile(
+    w: *const f32,
+    ldw: usize,
+    rg: usize,
+    x: *const f32,
+    ldx: usize,
+    tt: usize,
+    n16: usize,
+    out: &mut [[f32; LANES]; TILE_ROWS * TILE_TOKENS],
+) {
+    macro_rules! go {
+        ($r:literal, $t:literal) => {{
+            let mut o = [[[0f32; LANES]; $t]; $r];
+            // SAFETY: forwarded caller contract.
+            unsafe { tile::<$r, $t>(w, ldw, x, ldx, n16, &mut o) };
+            for (r, row) in o.iter().enumerate() {
+                for (t, l) in row.iter().enumerate() {
+                    out[r * TILE_TOKENS + t] = *l;
+                }
+            }
+        }};
+    }
+    macro_rules! by_t {
+        ($r:literal) => {
+            match tt {
+                6 => go!($r, 6),
+                5 => go!($r, 5),
+                4 => go!($r, 4),
+                3 => go!($r, 3),
+                2 => go!($r, 2),
+                1 => go!($r, 1),
+                _ => {}
+            }
+        };
+    }
+    match rg {
+        4 => by_t!(4),
+        3 => by_t!(3),
+        2 => by_t!(2),
+        1 => by_t!(1),
+        _ => {}
+    }
+}
+
+/// The contract's dot product of two f32 slices.
+///
+/// # Safety
+/// AVX-512F/AVX2/FMA/F16C available.
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+pub(super) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let n16 = n / 16;
+    let mut acc = _mm512_setzero_ps();
+    for k in 0..n16 {
+        // SAFETY: 16(k+1) ≤ n.
+        unsafe {
+            acc = _mm512_fmadd_ps(
+                _mm512_loadu_ps(a.as_ptr().add(16 * k)),
+                _mm512_loadu_ps(b.as_ptr().add(16 * k)),
+                acc,
+            );
+        }
+    }
+    let mut l = lanes(acc);
+    super::reference::fma_lanes(&mut l, &a[16 * n16..n], &b[16 * n16..n]);
+    super::reference::hsum(l)
+}
