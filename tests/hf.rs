@@ -38,7 +38,9 @@ fn values(seed: u64, n: usize) -> Vec<f32> {
 
 /// GPT-2's byte → printable-char map (`bytes_to_unicode`).
 fn byte_char(b: u8) -> char {
-    let printable = |c: u32| (0x21..=0x7e).contains(&c) || (0xa1..=0xac).contains(&c) || (0xae..=0xff).contains(&c);
+    let printable = |c: u32| {
+        (0x21..=0x7e).contains(&c) || (0xa1..=0xac).contains(&c) || (0xae..=0xff).contains(&c)
+    };
     if printable(u32::from(b)) {
         return char::from(b);
     }
@@ -51,7 +53,10 @@ fn s(v: &str) -> GgufValue {
 }
 
 fn arr(t: GgufValueType, items: Vec<GgufValue>) -> GgufValue {
-    GgufValue::Array(GgufArray { elem_type: t, items })
+    GgufValue::Array(GgufArray {
+        elem_type: t,
+        items,
+    })
 }
 
 pub struct Synth {
@@ -65,8 +70,26 @@ pub struct Synth {
     pub biases: bool,
 }
 
-pub const LLAMA: Synth = Synth { arch: "llama", n_embd: 64, n_head: 4, n_head_kv: 2, n_ff: 96, n_layer: 2, tied: true, biases: false };
-pub const QWEN2: Synth = Synth { arch: "qwen2", n_embd: 64, n_head: 4, n_head_kv: 2, n_ff: 96, n_layer: 2, tied: false, biases: true };
+pub const LLAMA: Synth = Synth {
+    arch: "llama",
+    n_embd: 64,
+    n_head: 4,
+    n_head_kv: 2,
+    n_ff: 96,
+    n_layer: 2,
+    tied: true,
+    biases: false,
+};
+pub const QWEN2: Synth = Synth {
+    arch: "qwen2",
+    n_embd: 64,
+    n_head: 4,
+    n_head_kv: 2,
+    n_ff: 96,
+    n_layer: 2,
+    tied: false,
+    biases: true,
+};
 
 /// Tokens: the 256 byte tokens, three merges, two control tokens and one user-defined token.
 pub fn synth_vocab() -> (Vec<String>, Vec<i32>, Vec<String>) {
@@ -74,7 +97,12 @@ pub fn synth_vocab() -> (Vec<String>, Vec<i32>, Vec<String>) {
     let merges = vec!["Ġ t".to_string(), "h e".to_string(), "Ġt he".to_string()];
     tokens.extend(["Ġt", "he", "Ġthe"].map(String::from));
     let mut types = vec![1; tokens.len()];
-    for (t, ty) in [("<|endoftext|>", 3), ("<|im_start|>", 3), ("<|im_end|>", 3), ("<tool>", 4)] {
+    for (t, ty) in [
+        ("<|endoftext|>", 3),
+        ("<|im_start|>", 3),
+        ("<|im_end|>", 3),
+        ("<tool>", 4),
+    ] {
         tokens.push(t.into());
         types.push(ty);
     }
@@ -90,44 +118,98 @@ pub fn synth_gguf(cfg: &Synth) -> Vec<u8> {
     let mut md: Vec<(String, GgufValue)> = vec![
         ("general.architecture".into(), s(a)),
         ("general.name".into(), s("synth")),
-        (format!("{a}.block_count"), GgufValue::U32(cfg.n_layer as u32)),
+        (
+            format!("{a}.block_count"),
+            GgufValue::U32(cfg.n_layer as u32),
+        ),
         (format!("{a}.context_length"), GgufValue::U32(256)),
-        (format!("{a}.embedding_length"), GgufValue::U32(cfg.n_embd as u32)),
-        (format!("{a}.feed_forward_length"), GgufValue::U32(cfg.n_ff as u32)),
-        (format!("{a}.attention.head_count"), GgufValue::U32(cfg.n_head as u32)),
-        (format!("{a}.attention.head_count_kv"), GgufValue::U32(cfg.n_head_kv as u32)),
+        (
+            format!("{a}.embedding_length"),
+            GgufValue::U32(cfg.n_embd as u32),
+        ),
+        (
+            format!("{a}.feed_forward_length"),
+            GgufValue::U32(cfg.n_ff as u32),
+        ),
+        (
+            format!("{a}.attention.head_count"),
+            GgufValue::U32(cfg.n_head as u32),
+        ),
+        (
+            format!("{a}.attention.head_count_kv"),
+            GgufValue::U32(cfg.n_head_kv as u32),
+        ),
         (format!("{a}.rope.freq_base"), GgufValue::F32(10000.0)),
-        (format!("{a}.attention.layer_norm_rms_epsilon"), GgufValue::F32(1e-5)),
+        (
+            format!("{a}.attention.layer_norm_rms_epsilon"),
+            GgufValue::F32(1e-5),
+        ),
         ("general.file_type".into(), GgufValue::U32(7)),
     ];
     if a == "llama" {
         md.push(("llama.vocab_size".into(), GgufValue::U32(n_vocab as u32)));
-        md.push(("llama.rope.dimension_count".into(), GgufValue::U32(hd as u32)));
+        md.push((
+            "llama.rope.dimension_count".into(),
+            GgufValue::U32(hd as u32),
+        ));
     }
     md.extend([
         ("tokenizer.ggml.model".into(), s("gpt2")),
-        ("tokenizer.ggml.pre".into(), s(if a == "llama" { "smollm" } else { "qwen2" })),
-        ("tokenizer.ggml.tokens".into(), arr(GgufValueType::String, tokens.iter().map(|t| s(t)).collect())),
-        ("tokenizer.ggml.token_type".into(), arr(GgufValueType::I32, types.iter().map(|&t| GgufValue::I32(t)).collect())),
-        ("tokenizer.ggml.merges".into(), arr(GgufValueType::String, merges.iter().map(|m| s(m)).collect())),
+        (
+            "tokenizer.ggml.pre".into(),
+            s(if a == "llama" { "smollm" } else { "qwen2" }),
+        ),
+        (
+            "tokenizer.ggml.tokens".into(),
+            arr(GgufValueType::String, tokens.iter().map(|t| s(t)).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            arr(
+                GgufValueType::I32,
+                types.iter().map(|&t| GgufValue::I32(t)).collect(),
+            ),
+        ),
+        (
+            "tokenizer.ggml.merges".into(),
+            arr(GgufValueType::String, merges.iter().map(|m| s(m)).collect()),
+        ),
         ("tokenizer.ggml.bos_token_id".into(), GgufValue::U32(260)),
         ("tokenizer.ggml.eos_token_id".into(), GgufValue::U32(261)),
-        ("tokenizer.ggml.padding_token_id".into(), GgufValue::U32(259)),
+        (
+            "tokenizer.ggml.padding_token_id".into(),
+            GgufValue::U32(259),
+        ),
         ("tokenizer.ggml.add_bos_token".into(), GgufValue::Bool(0)),
-        ("tokenizer.chat_template".into(), s("{% for m in messages %}<|im_start|>{{ m['content'] }}<|im_end|>{% endfor %}")),
+        (
+            "tokenizer.chat_template".into(),
+            s("{% for m in messages %}<|im_start|>{{ m['content'] }}<|im_end|>{% endfor %}"),
+        ),
         ("general.quantization_version".into(), GgufValue::U32(2)),
     ]);
     // (name, ne, dtype)
-    let mut ts: Vec<(String, Vec<u64>, GgmlType)> = vec![("token_embd.weight".into(), vec![cfg.n_embd, n_vocab], GgmlType::Q8_0)];
+    let mut ts: Vec<(String, Vec<u64>, GgmlType)> = vec![(
+        "token_embd.weight".into(),
+        vec![cfg.n_embd, n_vocab],
+        GgmlType::Q8_0,
+    )];
     if !cfg.tied {
-        ts.push(("output.weight".into(), vec![cfg.n_embd, n_vocab], GgmlType::F16));
+        ts.push((
+            "output.weight".into(),
+            vec![cfg.n_embd, n_vocab],
+            GgmlType::F16,
+        ));
     }
     ts.push(("output_norm.weight".into(), vec![cfg.n_embd], GgmlType::F32));
     let kv = cfg.n_head_kv * hd;
     for l in 0..cfg.n_layer {
         let b = |p: &str| format!("blk.{l}.{p}");
         ts.push((b("attn_norm.weight"), vec![cfg.n_embd], GgmlType::F32));
-        ts.push((b("attn_q.weight"), vec![cfg.n_embd, cfg.n_embd], GgmlType::Q8_0));
+        ts.push((
+            b("attn_q.weight"),
+            vec![cfg.n_embd, cfg.n_embd],
+            GgmlType::Q8_0,
+        ));
         ts.push((b("attn_k.weight"), vec![cfg.n_embd, kv], GgmlType::Q4_0));
         ts.push((b("attn_v.weight"), vec![cfg.n_embd, kv], GgmlType::Q8_0));
         if cfg.biases {
@@ -135,11 +217,27 @@ pub fn synth_gguf(cfg: &Synth) -> Vec<u8> {
             ts.push((b("attn_k.bias"), vec![kv], GgmlType::F32));
             ts.push((b("attn_v.bias"), vec![kv], GgmlType::F32));
         }
-        ts.push((b("attn_output.weight"), vec![cfg.n_embd, cfg.n_embd], GgmlType::Q8_0));
+        ts.push((
+            b("attn_output.weight"),
+            vec![cfg.n_embd, cfg.n_embd],
+            GgmlType::Q8_0,
+        ));
         ts.push((b("ffn_norm.weight"), vec![cfg.n_embd], GgmlType::F32));
-        ts.push((b("ffn_gate.weight"), vec![cfg.n_embd, cfg.n_ff], GgmlType::Q4_0));
-        ts.push((b("ffn_up.weight"), vec![cfg.n_embd, cfg.n_ff], GgmlType::Q8_0));
-        ts.push((b("ffn_down.weight"), vec![cfg.n_ff, cfg.n_embd], GgmlType::Q8_0));
+        ts.push((
+            b("ffn_gate.weight"),
+            vec![cfg.n_embd, cfg.n_ff],
+            GgmlType::Q4_0,
+        ));
+        ts.push((
+            b("ffn_up.weight"),
+            vec![cfg.n_embd, cfg.n_ff],
+            GgmlType::Q8_0,
+        ));
+        ts.push((
+            b("ffn_down.weight"),
+            vec![cfg.n_ff, cfg.n_embd],
+            GgmlType::Q8_0,
+        ));
     }
     let data: Vec<Vec<u8>> = ts
         .iter()
@@ -152,7 +250,14 @@ pub fn synth_gguf(cfg: &Synth) -> Vec<u8> {
             out
         })
         .collect();
-    let specs: Vec<GgufTensorSpec> = ts.iter().map(|(n, ne, t)| GgufTensorSpec { name: n, ne, dtype: *t }).collect();
+    let specs: Vec<GgufTensorSpec> = ts
+        .iter()
+        .map(|(n, ne, t)| GgufTensorSpec {
+            name: n,
+            ne,
+            dtype: *t,
+        })
+        .collect();
     write_gguf_to_vec(3, &md, &specs, &mut |i, w| w.write_all(&data[i])).unwrap()
 }
 
@@ -174,9 +279,14 @@ pub fn deq_bits(m: &Model, name: &str) -> Vec<u32> {
 
 /// f32 bits of an exported F32 tensor.
 pub fn st_f32_bits(st: &SafetensorsModel, name: &str) -> Vec<u32> {
-    let t = st.tensor(name).unwrap_or_else(|| panic!("no {name} in the export"));
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|| panic!("no {name} in the export"));
     assert_eq!(t.dtype, StDtype::Ggml(GgmlType::F32), "{name}");
-    st.tensor_data(t).chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    st.tensor_data(t)
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// llama.cpp `permute(w, n_head, n_head)` on whole rows of `row_len` elements: HF order in,
@@ -224,7 +334,13 @@ pub fn hf_name(g: &str) -> String {
 }
 
 /// Checks every exported tensor against the dequantized original (Q/K through `permute`).
-pub fn check_export_values(orig: &Model, dir: &Path, arch_llama: bool, n_head: usize, n_head_kv: usize) -> usize {
+pub fn check_export_values(
+    orig: &Model,
+    dir: &Path,
+    arch_llama: bool,
+    n_head: usize,
+    n_head_kv: usize,
+) -> usize {
     let st = SafetensorsModel::open(dir).unwrap();
     assert_eq!(st.tensors.len(), orig.tensors.len());
     let mut permuted = 0;
@@ -246,7 +362,11 @@ pub fn check_export_values(orig: &Model, dir: &Path, arch_llama: bool, n_head: u
                 assert!(got != want, "{}: rows were not un-permuted at all", t.name);
                 permuted += 1;
             }
-            None => assert!(got == want, "{}: exported values differ from dequantize", t.name),
+            None => assert!(
+                got == want,
+                "{}: exported values differ from dequantize",
+                t.name
+            ),
         }
     }
     permuted
@@ -277,16 +397,44 @@ fn llama_export_is_dequantized_unpermuted_and_tied() {
     assert_eq!(cfg["architectures"][0], "LlamaForCausalLM");
     assert_eq!(cfg["model_type"], "llama");
     assert_eq!(cfg["tie_word_embeddings"], true);
-    for (k, v) in [("hidden_size", 64), ("intermediate_size", 96), ("num_hidden_layers", 2), ("num_attention_heads", 4), ("num_key_value_heads", 2), ("vocab_size", 263), ("max_position_embeddings", 256), ("bos_token_id", 260), ("eos_token_id", 261)] {
+    for (k, v) in [
+        ("hidden_size", 64),
+        ("intermediate_size", 96),
+        ("num_hidden_layers", 2),
+        ("num_attention_heads", 4),
+        ("num_key_value_heads", 2),
+        ("vocab_size", 263),
+        ("max_position_embeddings", 256),
+        ("bos_token_id", 260),
+        ("eos_token_id", 261),
+    ] {
         assert_eq!(cfg[k], v, "{k}");
     }
     assert_eq!(cfg["rms_norm_eps"].as_f64().map(|x| x as f32), Some(1e-5));
     assert_eq!(cfg["torch_dtype"], "float32");
     assert_eq!(cfg["hidden_act"], "silu");
-    assert!(r.tensors.iter().all(|t| t.max_abs_err == 0.0 && t.to == "F32"));
-    assert_eq!(r.tensors.iter().filter(|t| t.unpermuted_heads.is_some()).count(), 4);
+    assert!(r
+        .tensors
+        .iter()
+        .all(|t| t.max_abs_err == 0.0 && t.to == "F32"));
+    assert_eq!(
+        r.tensors
+            .iter()
+            .filter(|t| t.unpermuted_heads.is_some())
+            .count(),
+        4
+    );
     let files: Vec<&str> = r.files.iter().map(String::as_str).collect();
-    assert_eq!(files, ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]);
+    assert_eq!(
+        files,
+        [
+            "config.json",
+            "generation_config.json",
+            "model.safetensors",
+            "tokenizer.json",
+            "tokenizer_config.json"
+        ]
+    );
 }
 
 #[test]
@@ -318,10 +466,32 @@ fn tokenizer_files_carry_the_gguf_vocabulary() {
     }
     assert_eq!(tok["model"]["type"], "BPE");
     assert_eq!(tok["model"]["merges"], serde_json::json!(merges));
-    let added: Vec<(u64, String, bool)> = tok["added_tokens"].as_array().unwrap().iter().map(|a| (a["id"].as_u64().unwrap(), a["content"].as_str().unwrap().to_string(), a["special"].as_bool().unwrap())).collect();
-    assert_eq!(added, vec![(259, "<|endoftext|>".into(), true), (260, "<|im_start|>".into(), true), (261, "<|im_end|>".into(), true), (262, "<tool>".into(), false)]);
+    let added: Vec<(u64, String, bool)> = tok["added_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["id"].as_u64().unwrap(),
+                a["content"].as_str().unwrap().to_string(),
+                a["special"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        added,
+        vec![
+            (259, "<|endoftext|>".into(), true),
+            (260, "<|im_start|>".into(), true),
+            (261, "<|im_end|>".into(), true),
+            (262, "<tool>".into(), false)
+        ]
+    );
     // smollm: single digits, then byte-level with the GPT-2 regex (SmolLM2's own tokenizer.json)
-    assert_eq!(tok["pre_tokenizer"]["pretokenizers"][0], serde_json::json!({"type": "Digits", "individual_digits": true}));
+    assert_eq!(
+        tok["pre_tokenizer"]["pretokenizers"][0],
+        serde_json::json!({"type": "Digits", "individual_digits": true})
+    );
     assert_eq!(tok["pre_tokenizer"]["pretokenizers"][1]["use_regex"], true);
     assert_eq!(tok["normalizer"], Value::Null);
     let tc = read_json(&dir.join("tokenizer_config.json"));
@@ -330,7 +500,10 @@ fn tokenizer_files_carry_the_gguf_vocabulary() {
     assert_eq!(tc["pad_token"], "<|endoftext|>");
     assert_eq!(tc["add_bos_token"], false);
     assert_eq!(tc["model_max_length"], 256);
-    assert!(tc["chat_template"].as_str().unwrap().starts_with("{% for m in messages %}"));
+    assert!(tc["chat_template"]
+        .as_str()
+        .unwrap()
+        .starts_with("{% for m in messages %}"));
     let gen = read_json(&dir.join("generation_config.json"));
     assert_eq!(gen["eos_token_id"], 261);
 }
@@ -347,7 +520,10 @@ fn other_architectures_are_refused_by_name() {
     let t = tmp();
     let dir = t.path().join("hf");
     let e = export_hf(&m, &dir, HfDtype::F32).unwrap_err();
-    assert!(matches!(e, ConvertError::Usage(_)) && e.to_string().contains("gemma3"), "{e}");
+    assert!(
+        matches!(e, ConvertError::Usage(_)) && e.to_string().contains("gemma3"),
+        "{e}"
+    );
     assert!(!dir.exists());
 }
 
@@ -374,7 +550,10 @@ fn output_dir_must_be_new_or_empty_and_failures_leave_nothing() {
     let e = export_hf(&bad, &dir, HfDtype::F32).unwrap_err();
     assert!(e.to_string().contains("rope_freqs.weight"), "{e}");
     assert!(!dir.exists());
-    let left: Vec<PathBuf> = std::fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    let left: Vec<PathBuf> = std::fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(left.len(), 3, "no temp directory left behind: {left:?}");
 }
 
@@ -395,10 +574,23 @@ fn round_trip(cfg: &Synth, dtype: HfDtype, choice: GgmlType) {
         assert!(imp.carried);
         let out = t.path().join(format!("direct{shards}.gguf"));
         imp.write_gguf(&out).unwrap();
-        assert!(std::fs::read(&out).unwrap() == want, "{} {dtype:?} {shards} shards: direct import differs", cfg.arch);
+        assert!(
+            std::fs::read(&out).unwrap() == want,
+            "{} {dtype:?} {shards} shards: direct import differs",
+            cfg.arch
+        );
         let model = open_hf_dir(&dir, t.path()).unwrap();
-        let got = converted_bytes(&model, DtypeChoice::To(choice), t.path(), &format!("via{shards}.gguf"));
-        assert!(got == want, "{} {dtype:?} {shards} shards: import + convert differs", cfg.arch);
+        let got = converted_bytes(
+            &model,
+            DtypeChoice::To(choice),
+            t.path(),
+            &format!("via{shards}.gguf"),
+        );
+        assert!(
+            got == want,
+            "{} {dtype:?} {shards} shards: import + convert differs",
+            cfg.arch
+        );
     }
 }
 
@@ -429,7 +621,11 @@ fn import_without_carried_lists_derives_the_gguf_keys() {
         export_hf(&m, &dir, HfDtype::F32).unwrap();
         let imp = import_hf_with(&dir, &HfImportOptions { use_carried: false }).unwrap();
         assert!(!imp.carried);
-        let skip = ["general.name", "general.file_type", "general.quantization_version"];
+        let skip = [
+            "general.name",
+            "general.file_type",
+            "general.quantization_version",
+        ];
         for (k, v) in &m.metadata {
             if skip.contains(&k.as_str()) {
                 continue;
@@ -437,13 +633,22 @@ fn import_without_carried_lists_derives_the_gguf_keys() {
             let got = imp.metadata.iter().find(|(ik, _)| ik == k).map(|(_, v)| v);
             assert_eq!(got, Some(v), "{}: {k}", cfg.arch);
         }
-        assert_eq!(imp.metadata.iter().find(|(k, _)| k == "general.file_type").map(|(_, v)| v), Some(&GgufValue::U32(0)));
+        assert_eq!(
+            imp.metadata
+                .iter()
+                .find(|(k, _)| k == "general.file_type")
+                .map(|(_, v)| v),
+            Some(&GgufValue::U32(0))
+        );
         // tensors: same names and types, values in GGUF row order again
-        let f32m = model_of(std::fs::read({
-            let p = t.path().join("f32.gguf");
-            write_model(&m, &p, Target::Gguf, DtypeChoice::To(GgmlType::F32)).unwrap();
-            p
-        }).unwrap());
+        let f32m = model_of(
+            std::fs::read({
+                let p = t.path().join("f32.gguf");
+                write_model(&m, &p, Target::Gguf, DtypeChoice::To(GgmlType::F32)).unwrap();
+                p
+            })
+            .unwrap(),
+        );
         for (i, it) in imp.tensors.iter().enumerate() {
             let mut buf = Vec::new();
             imp.write_tensor(i, &mut buf).unwrap();
@@ -470,8 +675,14 @@ fn an_edited_config_is_refused_by_field() {
 
 #[test]
 fn dtype_choices_map_to_export_types() {
-    assert_eq!(HfDtype::from_choice(DtypeChoice::Keep).unwrap(), HfDtype::F32);
-    assert_eq!(HfDtype::from_choice(DtypeChoice::To(GgmlType::BF16)).unwrap(), HfDtype::Bf16);
+    assert_eq!(
+        HfDtype::from_choice(DtypeChoice::Keep).unwrap(),
+        HfDtype::F32
+    );
+    assert_eq!(
+        HfDtype::from_choice(DtypeChoice::To(GgmlType::BF16)).unwrap(),
+        HfDtype::Bf16
+    );
     let e = HfDtype::from_choice(DtypeChoice::To(GgmlType::Q8_0)).unwrap_err();
     assert!(e.to_string().contains("Q8_0"), "{e}");
 }

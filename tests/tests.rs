@@ -11,3 +11,4 @@ mod util;
 mod hf;
 mod tokenizer;
 mod infer;
+mod harness;

@@ -91,10 +91,9 @@ impl HfHparams {
             get(&key)
                 .map(|v| match v {
                     GgufValue::F32(x) => Ok(*x),
-                    other => other
-                        .as_f64()
-                        .map(|x| x as f32)
-                        .ok_or_else(|| usage(format!("{key} = {} is not a number", other.describe()))),
+                    other => other.as_f64().map(|x| x as f32).ok_or_else(|| {
+                        usage(format!("{key} = {} is not a number", other.describe()))
+                    }),
                 })
                 .transpose()
         };
@@ -141,7 +140,9 @@ impl HfHparams {
             num_key_value_heads: int("attention.head_count_kv")?.unwrap_or(n_head),
             head_dim,
             rms_norm_eps: float("attention.layer_norm_rms_epsilon")?.ok_or_else(|| {
-                usage(format!("GGUF metadata lacks {a}.attention.layer_norm_rms_epsilon"))
+                usage(format!(
+                    "GGUF metadata lacks {a}.attention.layer_norm_rms_epsilon"
+                ))
             })?,
             rope_theta: float("rope.freq_base")?.unwrap_or(10000.0),
             max_position_embeddings: req("context_length")?,
@@ -158,13 +159,16 @@ impl HfHparams {
             "llama" => MappedArch::Llama,
             other => {
                 return Err(usage(format!(
-                    "config.json model_type {other:?} is not an architecture we import (qwen2, llama)"
-                )))
+                "config.json model_type {other:?} is not an architecture we import (qwen2, llama)"
+            )))
             }
         };
-        let int = |k: &str| cfg.get(k).filter(|v| !v.is_null()).map(|v| {
-            v.as_u64().ok_or_else(|| usage(format!("config.json {k} = {v} is not an integer")))
-        });
+        let int = |k: &str| {
+            cfg.get(k).filter(|v| !v.is_null()).map(|v| {
+                v.as_u64()
+                    .ok_or_else(|| usage(format!("config.json {k} = {v} is not an integer")))
+            })
+        };
         let req = |k: &str| int(k).unwrap_or_else(|| Err(usage(format!("config.json lacks {k}"))));
         let float = |k: &str| {
             cfg.get(k).filter(|v| !v.is_null()).map(|v| {
@@ -178,7 +182,9 @@ impl HfHparams {
         if n_head == 0 {
             return Err(usage("config.json num_attention_heads is 0"));
         }
-        let head_dim = int("head_dim").transpose()?.filter(|&d| d * n_head != hidden);
+        let head_dim = int("head_dim")
+            .transpose()?
+            .filter(|&d| d * n_head != hidden);
         let rope_linear_factor = match cfg.get("rope_scaling").filter(|v| !v.is_null()) {
             None => None,
             Some(rs) => {
@@ -238,7 +244,10 @@ impl HfHparams {
             kv.push((k("attention.value_length"), u32v(d)));
         }
         if let Some(f) = self.rope_linear_factor {
-            kv.push((k("rope.scaling.type"), GgufValue::String(b"linear".to_vec())));
+            kv.push((
+                k("rope.scaling.type"),
+                GgufValue::String(b"linear".to_vec()),
+            ));
             kv.push((k("rope.scaling.factor"), GgufValue::F32(f)));
         }
         if self.arch == MappedArch::Llama {
@@ -263,8 +272,14 @@ impl HfHparams {
         m.insert("hidden_size".into(), json!(self.hidden_size));
         m.insert("intermediate_size".into(), json!(self.intermediate_size));
         m.insert("num_hidden_layers".into(), json!(self.num_hidden_layers));
-        m.insert("num_attention_heads".into(), json!(self.num_attention_heads));
-        m.insert("num_key_value_heads".into(), json!(self.num_key_value_heads));
+        m.insert(
+            "num_attention_heads".into(),
+            json!(self.num_attention_heads),
+        );
+        m.insert(
+            "num_key_value_heads".into(),
+            json!(self.num_key_value_heads),
+        );
         if let Some(d) = self.head_dim {
             m.insert("head_dim".into(), json!(d));
         }
@@ -273,11 +288,15 @@ impl HfHparams {
         m.insert("rope_theta".into(), f32_json(self.rope_theta));
         m.insert(
             "rope_scaling".into(),
-            self.rope_linear_factor.map_or(Value::Null, |f| {
-                json!({"type": "linear", "rope_type": "linear", "factor": f32_json(f)})
-            }),
+            self.rope_linear_factor.map_or(
+                Value::Null,
+                |f| json!({"type": "linear", "rope_type": "linear", "factor": f32_json(f)}),
+            ),
         );
-        m.insert("max_position_embeddings".into(), json!(self.max_position_embeddings));
+        m.insert(
+            "max_position_embeddings".into(),
+            json!(self.max_position_embeddings),
+        );
         m.insert("vocab_size".into(), json!(self.vocab_size));
         m.insert("tie_word_embeddings".into(), json!(tie_word_embeddings));
         m.insert("attention_bias".into(), json!(attention_bias));
@@ -375,7 +394,10 @@ mod tests {
     #[test]
     fn refusals_name_the_key() {
         let mut md = smol_md();
-        md.push(("llama.rope.scaling.type".into(), GgufValue::String(b"yarn".to_vec())));
+        md.push((
+            "llama.rope.scaling.type".into(),
+            GgufValue::String(b"yarn".to_vec()),
+        ));
         let e = HfHparams::from_gguf(MappedArch::Llama, &md, 49152).unwrap_err();
         assert!(e.to_string().contains("rope.scaling.type"), "{e}");
         let mut md = smol_md();

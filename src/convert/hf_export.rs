@@ -81,9 +81,9 @@ impl HfDtype {
     pub fn from_choice(c: DtypeChoice) -> Result<Self, ConvertError> {
         match c {
             DtypeChoice::Keep => Ok(Self::F32),
-            DtypeChoice::To(t) if t == GgmlType::F32 => Ok(Self::F32),
-            DtypeChoice::To(t) if t == GgmlType::F16 => Ok(Self::F16),
-            DtypeChoice::To(t) if t == GgmlType::BF16 => Ok(Self::Bf16),
+            DtypeChoice::To(GgmlType::F32) => Ok(Self::F32),
+            DtypeChoice::To(GgmlType::F16) => Ok(Self::F16),
+            DtypeChoice::To(GgmlType::BF16) => Ok(Self::Bf16),
             DtypeChoice::To(t) => Err(ConvertError::Usage(format!(
                 "--to hf writes f32, f16 or bf16 tensors, not {t}"
             ))),
@@ -162,7 +162,11 @@ fn write_err(path: &Path, e: impl std::fmt::Display) -> ConvertError {
 }
 
 /// Exports `model` to the HF directory `dir` as `dtype` (one `model.safetensors`).
-pub fn export_hf(model: &Model, dir: &Path, dtype: HfDtype) -> Result<HfExportReport, ConvertError> {
+pub fn export_hf(
+    model: &Model,
+    dir: &Path,
+    dtype: HfDtype,
+) -> Result<HfExportReport, ConvertError> {
     export_hf_with(model, dir, &HfExportOptions { dtype, shards: 1 })
 }
 
@@ -246,7 +250,12 @@ pub fn export_hf_with(
                 t.name, t.dtype
             )));
         }
-        let rows = match qk_heads(arch, &t.name, hp.num_attention_heads, hp.num_key_value_heads) {
+        let rows = match qk_heads(
+            arch,
+            &t.name,
+            hp.num_attention_heads,
+            hp.num_key_value_heads,
+        ) {
             Some(heads) => {
                 let r = n_rows(&t.ne);
                 let src = unpermute_source(r, heads)
@@ -274,7 +283,10 @@ pub fn export_hf_with(
             }
         }
     }
-    let attention_bias = model.tensors.iter().any(|t| t.name.ends_with(".attn_q.bias"));
+    let attention_bias = model
+        .tensors
+        .iter()
+        .any(|t| t.name.ends_with(".attn_q.bias"));
     let tie = model.tensor("output.weight").is_none();
     let metadata = plan.metadata(model);
 
@@ -335,7 +347,13 @@ pub fn export_hf_with(
     let files: [(&str, Value); 4] = [
         (
             "config.json",
-            hp.config_json(tie, attention_bias, vocab.bos, vocab.eos, opts.dtype.torch_name()),
+            hp.config_json(
+                tie,
+                attention_bias,
+                vocab.bos,
+                vocab.eos,
+                opts.dtype.torch_name(),
+            ),
         ),
         (
             "generation_config.json",
@@ -410,7 +428,8 @@ fn publish(tmp: tempfile::TempDir, dir: &Path) -> Result<(), ConvertError> {
     if cfg!(not(unix)) && dir.is_dir() {
         std::fs::remove_dir(dir).map_err(|e| write_err(dir, e))?;
     }
-    std::fs::rename(tmp.path(), dir).map_err(|e| write_err(dir, format!("rename into place: {e}")))?;
+    std::fs::rename(tmp.path(), dir)
+        .map_err(|e| write_err(dir, format!("rename into place: {e}")))?;
     let _ = tmp.keep();
     Ok(())
 }

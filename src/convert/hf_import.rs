@@ -25,7 +25,7 @@ use serde_json::Value;
 
 use super::hf_config::HfHparams;
 use super::hf_rows::{n_rows, permute_source, qk_heads};
-use super::hf_tokenizer_import::gguf_tokenizer_kv;
+use super::hf_tokenizer_import::{gguf_tokenizer_kv, Metadata};
 use super::ConvertError;
 use crate::dtype::GgmlType;
 use crate::formats::gguf::{alignment_of, GgufValue};
@@ -152,7 +152,10 @@ pub fn import_hf_with(dir: &Path, opts: &HfImportOptions) -> Result<HfImport, Co
         let (name, hf_named) = match hf_to_gguf(&t.name) {
             Some(g) => (g, true),
             None if t.name.ends_with("rotary_emb.inv_freq") => {
-                findings.push(format!("skipped {} (a buffer llama.cpp recomputes)", t.name));
+                findings.push(format!(
+                    "skipped {} (a buffer llama.cpp recomputes)",
+                    t.name
+                ));
                 continue;
             }
             None => {
@@ -165,7 +168,12 @@ pub fn import_hf_with(dir: &Path, opts: &HfImportOptions) -> Result<HfImport, Co
         };
         let ne: Vec<u64> = t.shape.iter().rev().copied().collect();
         let permute_heads = if hf_named {
-            qk_heads(hp.arch, &name, hp.num_attention_heads, hp.num_key_value_heads)
+            qk_heads(
+                hp.arch,
+                &name,
+                hp.num_attention_heads,
+                hp.num_key_value_heads,
+            )
         } else {
             None
         };
@@ -180,7 +188,8 @@ pub fn import_hf_with(dir: &Path, opts: &HfImportOptions) -> Result<HfImport, Co
         });
     }
     let carried = if opts.use_carried {
-        Carried::from_string_map(&st.metadata).map_err(|e| usage(format!("{}: {e}", dir.display())))?
+        Carried::from_string_map(&st.metadata)
+            .map_err(|e| usage(format!("{}: {e}", dir.display())))?
     } else {
         Carried::default()
     };
@@ -224,7 +233,8 @@ pub fn import_hf_with(dir: &Path, opts: &HfImportOptions) -> Result<HfImport, Co
     };
     for t in &imp.tensors {
         if let Some(h) = t.permute_heads {
-            permute_source(n_rows(&t.ne), h).map_err(|e| usage(format!("tensor {:?}: {e}", t.name)))?;
+            permute_source(n_rows(&t.ne), h)
+                .map_err(|e| usage(format!("tensor {:?}: {e}", t.name)))?;
         }
     }
     imp.findings = findings;
@@ -242,7 +252,10 @@ fn apply_carried(
     let mut out = Vec::with_capacity(infos.len());
     for info in infos {
         let mut t = by_name.shift_remove(&info.name).ok_or_else(|| {
-            usage(format!("carried gguf_tensors names {:?}, which the directory lacks", info.name))
+            usage(format!(
+                "carried gguf_tensors names {:?}, which the directory lacks",
+                info.name
+            ))
         })?;
         let n: u64 = info.ne.iter().product();
         let have: u64 = t.ne.iter().product();
@@ -280,16 +293,56 @@ fn check_against_config(
     let rows = vocab_rows(tensors).unwrap_or(hp.vocab_size);
     let carried = HfHparams::from_gguf(hp.arch, kv, rows)?;
     let pairs: [(&str, String, String); 10] = [
-        ("hidden_size", hp.hidden_size.to_string(), carried.hidden_size.to_string()),
-        ("intermediate_size", hp.intermediate_size.to_string(), carried.intermediate_size.to_string()),
-        ("num_hidden_layers", hp.num_hidden_layers.to_string(), carried.num_hidden_layers.to_string()),
-        ("num_attention_heads", hp.num_attention_heads.to_string(), carried.num_attention_heads.to_string()),
-        ("num_key_value_heads", hp.num_key_value_heads.to_string(), carried.num_key_value_heads.to_string()),
-        ("head_dim", hp.head_dim().to_string(), carried.head_dim().to_string()),
-        ("rms_norm_eps", hp.rms_norm_eps.to_bits().to_string(), carried.rms_norm_eps.to_bits().to_string()),
-        ("rope_theta", hp.rope_theta.to_bits().to_string(), carried.rope_theta.to_bits().to_string()),
-        ("max_position_embeddings", hp.max_position_embeddings.to_string(), carried.max_position_embeddings.to_string()),
-        ("vocab_size", hp.vocab_size.to_string(), carried.vocab_size.to_string()),
+        (
+            "hidden_size",
+            hp.hidden_size.to_string(),
+            carried.hidden_size.to_string(),
+        ),
+        (
+            "intermediate_size",
+            hp.intermediate_size.to_string(),
+            carried.intermediate_size.to_string(),
+        ),
+        (
+            "num_hidden_layers",
+            hp.num_hidden_layers.to_string(),
+            carried.num_hidden_layers.to_string(),
+        ),
+        (
+            "num_attention_heads",
+            hp.num_attention_heads.to_string(),
+            carried.num_attention_heads.to_string(),
+        ),
+        (
+            "num_key_value_heads",
+            hp.num_key_value_heads.to_string(),
+            carried.num_key_value_heads.to_string(),
+        ),
+        (
+            "head_dim",
+            hp.head_dim().to_string(),
+            carried.head_dim().to_string(),
+        ),
+        (
+            "rms_norm_eps",
+            hp.rms_norm_eps.to_bits().to_string(),
+            carried.rms_norm_eps.to_bits().to_string(),
+        ),
+        (
+            "rope_theta",
+            hp.rope_theta.to_bits().to_string(),
+            carried.rope_theta.to_bits().to_string(),
+        ),
+        (
+            "max_position_embeddings",
+            hp.max_position_embeddings.to_string(),
+            carried.max_position_embeddings.to_string(),
+        ),
+        (
+            "vocab_size",
+            hp.vocab_size.to_string(),
+            carried.vocab_size.to_string(),
+        ),
     ];
     for (field, cfg, car) in pairs {
         if cfg != car {
@@ -307,13 +360,16 @@ fn derive_metadata(
     hp: &HfHparams,
     cfg: &Value,
     tensors: &[ImportedTensor],
-) -> Result<(Vec<(String, GgufValue)>, Vec<String>), ConvertError> {
+) -> Result<(Metadata, Vec<String>), ConvertError> {
     let tok = read_json_opt(&dir.join("tokenizer.json"))?
         .ok_or_else(|| usage(format!("{} has no tokenizer.json", dir.display())))?;
     let tok_cfg = read_json_opt(&dir.join("tokenizer_config.json"))?;
     let jinja = dir.join("chat_template.jinja");
     let template_file = if jinja.is_file() {
-        Some(std::fs::read_to_string(&jinja).map_err(|e| usage(format!("reading {}: {e}", jinja.display())))?)
+        Some(
+            std::fs::read_to_string(&jinja)
+                .map_err(|e| usage(format!("reading {}: {e}", jinja.display())))?,
+        )
     } else {
         None
     };
@@ -328,7 +384,11 @@ fn derive_metadata(
     let split = hkv.len().min(8);
     let tail = hkv.split_off(split);
     md.extend(hkv);
-    let matrices = || tensors.iter().filter(|t| t.ne.iter().skip(1).any(|&d| d > 1));
+    let matrices = || {
+        tensors
+            .iter()
+            .filter(|t| t.ne.iter().skip(1).any(|&d| d > 1))
+    };
     let ftype = if matrices().any(|t| t.dtype == GgmlType::BF16) {
         GgmlType::BF16.llama_ftype()
     } else if matrices().any(|t| t.dtype == GgmlType::F16) {

@@ -20,7 +20,9 @@ use crate::formats::names::MappedArch;
 
 /// A permutation that cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot permute {rows} rows by {heads} heads: rows must be a positive multiple of 2 × heads")]
+#[error(
+    "cannot permute {rows} rows by {heads} heads: rows must be a positive multiple of 2 × heads"
+)]
 pub struct RowsError {
     /// Rows of the tensor.
     pub rows: u64,
@@ -161,7 +163,11 @@ mod tests {
     fn permute_matches_the_reshape_swapaxes_definition() {
         for (rows, heads) in [(8, 1), (8, 2), (576, 9), (192, 3), (12, 3)] {
             let got = permute_source(rows, heads).unwrap_or_default();
-            assert_eq!(got, numpy_permute(rows as usize, heads as usize), "{rows}/{heads}");
+            assert_eq!(
+                got,
+                numpy_permute(rows as usize, heads as usize),
+                "{rows}/{heads}"
+            );
         }
     }
 
@@ -192,7 +198,10 @@ mod tests {
         assert_eq!(qk_heads(l, "blk.12.attn_k.bias", 9, 3), Some(3));
         assert_eq!(qk_heads(l, "blk.0.attn_v.weight", 9, 3), None);
         assert_eq!(qk_heads(l, "blk.0.attn_q_norm.weight", 9, 3), None);
-        assert_eq!(qk_heads(MappedArch::Qwen2, "blk.0.attn_q.weight", 9, 3), None);
+        assert_eq!(
+            qk_heads(MappedArch::Qwen2, "blk.0.attn_q.weight", 9, 3),
+            None
+        );
         assert_eq!(n_rows(&[576, 192]), 192);
         assert_eq!(n_rows(&[192]), 192);
         assert_eq!(n_rows(&[192, 1]), 192);

@@ -22,6 +22,9 @@ use super::ConvertError;
 use crate::formats::gguf::{GgufArray, GgufValue, GgufValueType};
 use crate::formats::names::MappedArch;
 
+/// GGUF metadata in order.
+pub type Metadata = Vec<(String, GgufValue)>;
+
 fn usage(msg: impl Into<String>) -> ConvertError {
     ConvertError::Usage(msg.into())
 }
@@ -46,7 +49,11 @@ pub fn pre_kind_of(pre: &Value) -> Option<PreKind> {
     if ty(pre).as_deref() != Some("Sequence") {
         return None;
     }
-    match pre.get("pretokenizers").and_then(Value::as_array)?.as_slice() {
+    match pre
+        .get("pretokenizers")
+        .and_then(Value::as_array)?
+        .as_slice()
+    {
         [a, b] if split(a, QWEN2_REGEX) && byte_level(b, false) => Some(PreKind::Qwen2),
         [a, b] if split(a, LLAMA3_REGEX) && byte_level(b, false) => Some(PreKind::Llama3),
         [a, b]
@@ -97,7 +104,9 @@ fn merges_of(model: &Value) -> Result<Vec<String>, ConvertError> {
                     let enc = |s: &str| s.replace(' ', "\u{120}");
                     Ok(format!("{} {}", enc(a), enc(b)))
                 }
-                _ => Err(usage(format!("tokenizer.json merges[{i}] is not a pair of strings"))),
+                _ => Err(usage(format!(
+                    "tokenizer.json merges[{i}] is not a pair of strings"
+                ))),
             },
             _ => Err(usage(format!("tokenizer.json merges[{i}] is not a merge"))),
         })
@@ -112,7 +121,7 @@ pub fn gguf_tokenizer_kv(
     tok_cfg: Option<&Value>,
     cfg: &Value,
     chat_template_file: Option<String>,
-) -> Result<(Vec<(String, GgufValue)>, Vec<String>), ConvertError> {
+) -> Result<(Metadata, Vec<String>), ConvertError> {
     let mut findings = Vec::new();
     let model = tok
         .get("model")
@@ -194,7 +203,10 @@ pub fn gguf_tokenizer_kv(
         .map(|(i, t)| t.unwrap_or_else(|| (format!("[PAD{i}]"), token_type::UNUSED)))
         .unzip();
     let mut kv: Vec<(String, GgufValue)> = vec![
-        ("tokenizer.ggml.model".into(), GgufValue::String(b"gpt2".to_vec())),
+        (
+            "tokenizer.ggml.model".into(),
+            GgufValue::String(b"gpt2".to_vec()),
+        ),
         (
             "tokenizer.ggml.pre".into(),
             GgufValue::String(kind.gguf_name().as_bytes().to_vec()),
@@ -229,7 +241,10 @@ pub fn gguf_tokenizer_kv(
         })
         .or(chat_template_file);
     if let Some(t) = template {
-        kv.push(("tokenizer.chat_template".into(), GgufValue::String(t.into_bytes())));
+        kv.push((
+            "tokenizer.chat_template".into(),
+            GgufValue::String(t.into_bytes()),
+        ));
     }
     Ok((kv, findings))
 }
@@ -255,7 +270,9 @@ fn special_ids(
         for (typ, _) in TYPES {
             let content = match tc.get(format!("{typ}_token")) {
                 Some(Value::String(s)) => Some(s.clone()),
-                Some(Value::Object(o)) => o.get("content").and_then(Value::as_str).map(str::to_string),
+                Some(Value::Object(o)) => {
+                    o.get("content").and_then(Value::as_str).map(str::to_string)
+                }
                 _ => None,
             };
             let id = content.and_then(|c| added.iter().find(|a| a.content == c).map(|a| a.id));
@@ -296,11 +313,12 @@ fn add_flags(
     n: u64,
 ) {
     let mut flags: Vec<(&str, bool)> = Vec::new();
-    let set = |flags: &mut Vec<(&str, bool)>, k: &'static str, v: bool| {
-        match flags.iter_mut().find(|(key, _)| *key == k) {
-            Some(f) => f.1 = v,
-            None => flags.push((k, v)),
-        }
+    let set = |flags: &mut Vec<(&str, bool)>, k: &'static str, v: bool| match flags
+        .iter_mut()
+        .find(|(key, _)| *key == k)
+    {
+        Some(f) => f.1 = v,
+        None => flags.push((k, v)),
     };
     let cfg_str = |k: &str| {
         tok_cfg.and_then(|c| match c.get(k)? {
@@ -320,7 +338,11 @@ fn add_flags(
             if p.get("type").and_then(Value::as_str) != Some("TemplateProcessing") {
                 continue;
             }
-            let single = p.get("single").and_then(Value::as_array).cloned().unwrap_or_default();
+            let single = p
+                .get("single")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
             if single.len() > 1 {
                 let sp = |v: Option<&Value>| {
                     v.and_then(|e| e.pointer("/SpecialToken/id"))
@@ -328,10 +350,18 @@ fn add_flags(
                         .map(str::to_string)
                 };
                 if let Some(first) = sp(single.first()) {
-                    set(&mut flags, "bos", tok_cfg.is_none() || Some(&first) == bos.as_ref());
+                    set(
+                        &mut flags,
+                        "bos",
+                        tok_cfg.is_none() || Some(&first) == bos.as_ref(),
+                    );
                 }
                 if let Some(last) = sp(single.last()) {
-                    set(&mut flags, "eos", tok_cfg.is_none() || Some(&last) == eos.as_ref());
+                    set(
+                        &mut flags,
+                        "eos",
+                        tok_cfg.is_none() || Some(&last) == eos.as_ref(),
+                    );
                 }
             }
         }
@@ -347,14 +377,20 @@ fn add_flags(
         flags.push(("bos", false));
     }
     for (typ, v) in flags {
-        kv.push((format!("tokenizer.ggml.add_{typ}_token"), GgufValue::Bool(u8::from(v))));
+        kv.push((
+            format!("tokenizer.ggml.add_{typ}_token"),
+            GgufValue::Bool(u8::from(v)),
+        ));
     }
     if arch == MappedArch::Llama {
         if let Some(p) = tok_cfg
             .and_then(|c| c.get("add_prefix_space"))
             .and_then(Value::as_bool)
         {
-            kv.push(("tokenizer.ggml.add_space_prefix".into(), GgufValue::Bool(u8::from(p))));
+            kv.push((
+                "tokenizer.ggml.add_space_prefix".into(),
+                GgufValue::Bool(u8::from(p)),
+            ));
         }
     }
 }

@@ -396,7 +396,7 @@ fn strftime_now(fmt: &str) -> Result<String, Error> {
 }
 
 /// Formats the UTC time `secs` after the epoch.
-pub fn strftime(fmt: &str, secs: u64) -> Result<String, Error> {
+fn strftime(fmt: &str, secs: u64) -> Result<String, Error> {
     const MONTHS: [&str; 12] = [
         "January",
         "February",
@@ -476,4 +476,96 @@ pub fn strftime(fmt: &str, secs: u64) -> Result<String, Error> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Expected strings were checked against llama-cpp-python's Jinja2ChatFormatter (jinja2
+    //! 3.1.6) and Python's time.strftime.
+    use super::*;
+
+    #[test]
+    fn template_stops_an_endless_loop_by_fuel() {
+        let src =
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+        let t = ChatTemplate::new(src, "", "").expect("compiles");
+        let t0 = std::time::Instant::now();
+        let e = t.render(&[], true).expect_err("must run out of fuel");
+        assert!(matches!(e, TemplateError::OutOfFuel { .. }), "{e:?}");
+        assert!(e.to_string().contains("out of fuel"), "{e}");
+        assert!(t0.elapsed().as_secs() < 20, "fuel did not stop it quickly");
+    }
+
+    #[test]
+    fn template_output_is_capped() {
+        let t = ChatTemplate::new("{{ 'x' * 1000 }}", "", "")
+            .expect("compiles")
+            .with_limits(10_000, 100);
+        let e = t.render(&[], false).expect_err("output too large");
+        assert!(
+            matches!(e, TemplateError::OutputTooLarge { limit: 100 }),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn template_renders_like_jinja2_chat_formatter() {
+        // trim_blocks + lstrip_blocks, trailing newline dropped, bos/eos and add_generation_prompt
+        let src = "{{ bos_token }}\n{% for m in messages %}\n    {% if m.role == 'user' %}\n[U]{{ m.content }}{{ eos_token }}\n    {% else %}\n[{{ m['role'] | upper }}]{{ m.content.strip() }}\n    {% endif %}\n{% endfor %}\n{% if add_generation_prompt %}[A]{% endif %}\n";
+        let t = ChatTemplate::new(src, "<s>", "</s>").expect("compiles");
+        let msgs = [
+            ChatMessage::new("system", "  be brief "),
+            ChatMessage::new("user", "hi"),
+        ];
+        assert_eq!(
+            t.render(&msgs, true).expect("render"),
+            "<s>\n[SYSTEM]be brief\n[U]hi</s>\n[A]"
+        );
+        assert_eq!(
+            t.render(&msgs, false).expect("render"),
+            "<s>\n[SYSTEM]be brief\n[U]hi</s>\n"
+        );
+        // raise_exception surfaces the template's message
+        let t = ChatTemplate::new("{{ raise_exception('roles must alternate') }}", "", "")
+            .expect("compiles");
+        let e = t.render(&msgs, true).expect_err("raises");
+        assert!(e.to_string().contains("roles must alternate"), "{e}");
+        // tojson as Python's json.dumps(ensure_ascii=False)
+        let t = ChatTemplate::new(
+            "{{ {'a': 1, 'b': [1, 'x\"é'], 'c': none} | tojson }}",
+            "",
+            "",
+        )
+        .expect("compiles");
+        assert_eq!(
+            t.render(&[], false).expect("render"),
+            "{\"a\": 1, \"b\": [1, \"x\\\"é\"], \"c\": null}"
+        );
+        // tools are none, as llama-cpp-python passes them
+        let t = ChatTemplate::new(
+            "{% if tools %}T{% else %}N{% endif %}{{ tools is none }}",
+            "",
+            "",
+        )
+        .expect("compiles");
+        assert_eq!(t.render(&[], false).expect("render"), "NTrue");
+        // no filesystem: include has no loader
+        let t = ChatTemplate::new("{% include '/etc/passwd' %}", "", "").expect("compiles");
+        assert!(t.render(&[], false).is_err());
+    }
+
+    #[test]
+    fn strftime_formats_utc_dates() {
+        // 2023-11-14 22:13:20 UTC was a Tuesday; 1970-01-01 a Thursday; 2024-02-29 day 60
+        assert_eq!(
+            strftime("%Y-%m-%d %H:%M:%S %a %A %b %B %j", 1_700_000_000).expect("fmt"),
+            "2023-11-14 22:13:20 Tue Tuesday Nov November 318"
+        );
+        assert_eq!(strftime("%d %b %Y", 0).expect("fmt"), "01 Jan 1970");
+        assert_eq!(
+            strftime("%j %e %y %%", 1_709_164_800).expect("fmt"),
+            "060 29 24 %"
+        );
+        assert!(strftime("%Q", 0).is_err());
+    }
 }

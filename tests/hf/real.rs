@@ -22,7 +22,11 @@ fn model_path(name: &str) -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/apr-qa/models")))
         .expect("HOME or APR_QA_MODELS");
     let p = dir.join(name);
-    assert!(p.is_file(), "missing model {}: run scripts/fetch-models.sh", p.display());
+    assert!(
+        p.is_file(),
+        "missing model {}: run scripts/fetch-models.sh",
+        p.display()
+    );
     p
 }
 
@@ -38,7 +42,10 @@ fn qwen_f32_export_equals_dequantization() {
     let dir = t.path().join("qwen-hf");
     let r = export_hf(&m, &dir, HfDtype::F32).unwrap();
     assert_eq!(r.tensors.len(), 291);
-    assert!(!r.tie_word_embeddings, "Qwen2.5-Coder GGUF has output.weight");
+    assert!(
+        !r.tie_word_embeddings,
+        "Qwen2.5-Coder GGUF has output.weight"
+    );
     assert!(r.tensors.iter().all(|t| t.max_abs_err == 0.0));
     assert_eq!(check_export_values(&m, &dir, false, 14, 2), 0);
     let cfg = read_json(&dir.join("config.json"));
@@ -49,8 +56,14 @@ fn qwen_f32_export_equals_dequantization() {
     assert_eq!(cfg["rope_theta"].as_f64(), Some(1_000_000.0));
     assert_eq!(cfg["eos_token_id"], 151645);
     let tok = read_json(&dir.join("tokenizer.json"));
-    assert_eq!(tok["model"]["vocab"].as_object().map(|v| v.len()), Some(151_665));
-    assert_eq!(tok["model"]["merges"].as_array().map(Vec::len), Some(151_387));
+    assert_eq!(
+        tok["model"]["vocab"].as_object().map(|v| v.len()),
+        Some(151_665)
+    );
+    assert_eq!(
+        tok["model"]["merges"].as_array().map(Vec::len),
+        Some(151_387)
+    );
     assert_eq!(tok["pre_tokenizer"]["pretokenizers"][0]["type"], "Split");
 }
 
@@ -63,7 +76,11 @@ fn smollm2_f32_export_is_unpermuted_and_tied() {
     let dir = t.path().join("smol-hf");
     let r = export_hf(&m, &dir, HfDtype::F32).unwrap();
     assert!(r.tie_word_embeddings);
-    assert_eq!(check_export_values(&m, &dir, true, 9, 3), 60, "30 layers × (q, k)");
+    assert_eq!(
+        check_export_values(&m, &dir, true, 9, 3),
+        60,
+        "30 layers × (q, k)"
+    );
     let st = apr_qa::formats::safetensors::SafetensorsModel::open(&dir).unwrap();
     assert!(st.tensor("lm_head.weight").is_none());
     let cfg = read_json(&dir.join("config.json"));
@@ -98,15 +115,34 @@ fn smollm2_hf_round_trip_is_byte_identical() {
     let want = converted_bytes(&m, DtypeChoice::To(GgmlType::F32), t.path(), "want.gguf");
     for shards in [1, 3] {
         let dir = t.path().join(format!("hf{shards}"));
-        export_hf_with(&m, &dir, &HfExportOptions { dtype: HfDtype::F32, shards }).unwrap();
+        export_hf_with(
+            &m,
+            &dir,
+            &HfExportOptions {
+                dtype: HfDtype::F32,
+                shards,
+            },
+        )
+        .unwrap();
         let imp = import_hf(&dir).unwrap();
         assert!(imp.carried);
         let out = t.path().join(format!("back{shards}.gguf"));
         imp.write_gguf(&out).unwrap();
-        assert!(std::fs::read(&out).unwrap() == want, "{shards} shard(s): HF → GGUF differs");
+        assert!(
+            std::fs::read(&out).unwrap() == want,
+            "{shards} shard(s): HF → GGUF differs"
+        );
         let model = open_hf_dir(&dir, t.path()).unwrap();
-        let got = converted_bytes(&model, DtypeChoice::To(GgmlType::F32), t.path(), &format!("via{shards}.gguf"));
-        assert!(got == want, "{shards} shard(s): open_hf_dir + convert --dtype f32 differs");
+        let got = converted_bytes(
+            &model,
+            DtypeChoice::To(GgmlType::F32),
+            t.path(),
+            &format!("via{shards}.gguf"),
+        );
+        assert!(
+            got == want,
+            "{shards} shard(s): open_hf_dir + convert --dtype f32 differs"
+        );
     }
 }
 
@@ -120,7 +156,10 @@ fn qwen_hf_round_trip_is_byte_identical() {
     export_hf(&m, &dir, HfDtype::F32).unwrap();
     let out = t.path().join("back.gguf");
     import_hf(&dir).unwrap().write_gguf(&out).unwrap();
-    assert!(std::fs::read(&out).unwrap() == want, "Qwen HF → GGUF differs");
+    assert!(
+        std::fs::read(&out).unwrap() == want,
+        "Qwen HF → GGUF differs"
+    );
 }
 
 /// Without the carried lists, every key llama.cpp's converter derives from config.json and the
