@@ -9,6 +9,15 @@ eight prompts of issue #5, writes to tests/data/infer/<model>.json:
     generation always runs 64 steps);
   - for every step, the top-8 token ids and their logits (float32 values, written exactly).
 
+Two runs per prompt:
+  - "tokens"/"steps": llama.cpp on the quantized file with its default settings (f16 KV cache,
+    activations quantized to 8 bits inside its quantized dot products), i.e. as users run it;
+  - "exact": llama.cpp on the model's F32 export, made by llama.cpp's own
+    `llama_model_quantize` (ftype ALL_F32, allow_requantize: its dequantizer, not ours), with an
+    f32 KV cache. That is the model's math without llama.cpp's approximations; apr-qa's engine
+    computes the quantized file and its F32 export bit-identically, so it is compared with this
+    run at a tight tolerance.
+
 Chat prompts are rendered the way `Llama.create_chat_completion` does for a GGUF with
 `tokenizer.chat_template` (chat format "chat_template.default"): `Jinja2ChatFormatter` with the
 model's eos/bos token texts and add_generation_prompt=True, then tokenized with add_bos=False,
@@ -18,10 +27,12 @@ adds BOS only where the vocabulary asks for it), special=True.
 Usage: ~/.cache/apr-qa/venv/bin/python scripts/gen-infer-refs.py [MODELS_DIR]
 """
 
+import ctypes
 import hashlib
 import json
 import os
 import sys
+import tempfile
 
 import numpy as np
 import llama_cpp
@@ -78,6 +89,15 @@ def run(llm, ids):
     return tokens, steps
 
 
+def f32_export(src, dst):
+    p = llama_cpp.llama_model_quantize_default_params()
+    p.ftype = 0  # LLAMA_FTYPE_ALL_F32
+    p.allow_requantize = True
+    p.nthread = SETTINGS["n_threads"]
+    rc = llama_cpp.llama_model_quantize(src.encode(), dst.encode(), ctypes.byref(p))
+    assert rc == 0, f"llama_model_quantize failed: {rc}"
+
+
 def main():
     models_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.expanduser("~/.cache/apr-qa/models")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -110,14 +130,28 @@ def main():
             p["tokens"], p["steps"] = run(llm, p["prompt_ids"])
             print(f"{key}: {p['message']!r}: {len(p['prompt_ids'])} prompt tokens -> "
                   f"{llm.detokenize(p['tokens'][:16])!r}...", file=sys.stderr)
+        del llm
+        with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
+            exp = os.path.join(tmp, "f32.gguf")
+            f32_export(path, exp)
+            llm32 = Llama(model_path=exp, verbose=False, type_k=0, type_v=0, **SETTINGS)
+            for p in prompts:
+                toks, steps = run(llm32, p["prompt_ids"])
+                p["exact"] = {"tokens": toks, "steps": steps}
+                same = next((i for i, (a, b) in enumerate(zip(toks, p["tokens"])) if a != b), None)
+                print(f"{key} exact: {p['message']!r}: first difference from the quantized run: "
+                      f"{same}", file=sys.stderr)
+            del llm32
         doc = {
             "generator": "scripts/gen-infer-refs.py",
             "engine": "llama.cpp via llama-cpp-python",
             "llama_cpp_python": llama_cpp.__version__,
             "model": {"file": file, "bytes": os.path.getsize(path), "sha256": sha256(path)},
             "settings": dict(SETTINGS, flash_attn=False, type_k="f16", type_v="f16",
-                             chat_format=llm.chat_format,
+                             chat_format="chat_template.default",
                              greedy="argmax of the full logits, first index on ties; EOS does not stop"),
+            "exact_settings": dict(SETTINGS, flash_attn=False, type_k="f32", type_v="f32",
+                                   weights="F32 export by llama_model_quantize(ftype=ALL_F32, allow_requantize=True)"),
             "eos_id": eos_id,
             "bos_id": bos_id,
             "n_steps": N_STEPS,

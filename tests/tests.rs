@@ -12,3 +12,4 @@ mod hf;
 mod tokenizer;
 mod infer;
 mod harness;
+mod synth;

@@ -54,7 +54,12 @@ fn tokenizer(file: &str) -> Tokenizer {
 /// Ids for every corpus string and all four (add_special, parse_special) modes; fails listing
 /// the first mismatches. Returns (identical, total) for the report.
 fn id_parity(file: &str, stem: &str) {
+    let t_load = std::time::Instant::now();
     let tok = tokenizer(file);
+    eprintln!(
+        "{stem}: model opened and tokenizer built in {:.0} ms",
+        t_load.elapsed().as_secs_f64() * 1e3
+    );
     let refs = load_json(&format!("{stem}.json"));
     let strings = corpus();
     let cases = refs["cases"].as_array().expect("cases");

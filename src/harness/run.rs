@@ -191,7 +191,13 @@ pub fn run(opts: RunOptions) -> Result<RunOutput, RunError> {
             interrupted,
         },
         summary: Summary::of(&evidence, t0.elapsed().as_millis() as u64),
-        mqs: score(&evidence),
+        mqs: {
+            let mut m = score(&evidence);
+            if incomplete && m.status == "QUALIFIED" {
+                m.status = "INCOMPLETE".into();
+            }
+            m
+        },
         evidence,
     };
     let out_dir = opts.out_dir.unwrap_or_else(|| {

@@ -229,7 +229,10 @@ pub fn validate(o: &SynthOptions) -> Result<(), SynthError> {
     if (o.hidden / o.heads) % 2 != 0 {
         return Err(bad(
             "heads",
-            format!("head size {} is odd (RoPE rotates pairs)", o.hidden / o.heads),
+            format!(
+                "head size {} is odd (RoPE rotates pairs)",
+                o.hidden / o.heads
+            ),
         ));
     }
     if o.kv_heads == 0 || o.heads % o.kv_heads != 0 {
@@ -243,10 +246,16 @@ pub fn validate(o: &SynthOptions) -> Result<(), SynthError> {
     }
     let min = vocab::min_vocab(o.arch);
     if o.vocab < min {
-        return Err(bad("vocab", format!("{} is below the minimum {min}", o.vocab)));
+        return Err(bad(
+            "vocab",
+            format!("{} is below the minimum {min}", o.vocab),
+        ));
     }
     if !(o.rope_theta.is_finite() && o.rope_theta > 0.0) {
-        return Err(bad("rope_theta", format!("{} is not a positive number", o.rope_theta)));
+        return Err(bad(
+            "rope_theta",
+            format!("{} is not a positive number", o.rope_theta),
+        ));
     }
     if o.context_length == 0 {
         return Err(bad("context_length", "must be positive"));
@@ -261,7 +270,12 @@ pub fn plan_tensors(o: &SynthOptions) -> Result<Vec<PlannedTensor>, SynthError> 
     let kv = h / u64::from(o.heads) * u64::from(o.kv_heads);
     let bias = o.arch == SynthArch::Qwen2;
     let mut list: Vec<(String, Vec<u64>, TensorRole, u32)> = Vec::new();
-    list.push(("token_embd.weight".into(), vec![h, v], TensorRole::TokenEmbd, 0));
+    list.push((
+        "token_embd.weight".into(),
+        vec![h, v],
+        TensorRole::TokenEmbd,
+        0,
+    ));
     for i in 0..o.layers {
         let t = |s: &str| format!("blk.{i}.{s}");
         list.push((t("attn_norm.weight"), vec![h], TensorRole::AttnNorm, i));
@@ -273,7 +287,12 @@ pub fn plan_tensors(o: &SynthOptions) -> Result<Vec<PlannedTensor>, SynthError> 
             list.push((t("attn_k.bias"), vec![kv], TensorRole::AttnKBias, i));
         }
         list.push((t("attn_k.weight"), vec![h, kv], TensorRole::AttnK, i));
-        list.push((t("attn_output.weight"), vec![h, h], TensorRole::AttnOutput, i));
+        list.push((
+            t("attn_output.weight"),
+            vec![h, h],
+            TensorRole::AttnOutput,
+            i,
+        ));
         if bias {
             list.push((t("attn_q.bias"), vec![h], TensorRole::AttnQBias, i));
         }
@@ -283,7 +302,12 @@ pub fn plan_tensors(o: &SynthOptions) -> Result<Vec<PlannedTensor>, SynthError> 
         }
         list.push((t("attn_v.weight"), vec![h, kv], TensorRole::AttnV, i));
     }
-    list.push(("output_norm.weight".into(), vec![h], TensorRole::OutputNorm, 0));
+    list.push((
+        "output_norm.weight".into(),
+        vec![h],
+        TensorRole::OutputNorm,
+        0,
+    ));
     if !o.tied_embeddings {
         list.push(("output.weight".into(), vec![h, v], TensorRole::Output, 0));
     }
@@ -328,14 +352,23 @@ fn metadata(o: &SynthOptions, voc: &vocab::Vocab) -> Vec<(String, GgufValue)> {
         ("general.type".into(), string("model")),
         (
             "general.name".into(),
-            string(&format!("apr-qa synthetic {a} {quant_name} seed {}", o.seed)),
+            string(&format!(
+                "apr-qa synthetic {a} {quant_name} seed {}",
+                o.seed
+            )),
         ),
         (format!("{a}.block_count"), GgufValue::U32(o.layers)),
-        (format!("{a}.context_length"), GgufValue::U32(o.context_length)),
+        (
+            format!("{a}.context_length"),
+            GgufValue::U32(o.context_length),
+        ),
         (format!("{a}.embedding_length"), GgufValue::U32(o.hidden)),
         (format!("{a}.feed_forward_length"), GgufValue::U32(o.ffn)),
         (format!("{a}.attention.head_count"), GgufValue::U32(o.heads)),
-        (format!("{a}.attention.head_count_kv"), GgufValue::U32(o.kv_heads)),
+        (
+            format!("{a}.attention.head_count_kv"),
+            GgufValue::U32(o.kv_heads),
+        ),
         (format!("{a}.rope.freq_base"), GgufValue::F32(o.rope_theta)),
         (
             format!("{a}.attention.layer_norm_rms_epsilon"),
@@ -377,9 +410,18 @@ fn metadata(o: &SynthOptions, voc: &vocab::Vocab) -> Vec<(String, GgufValue)> {
             voc.merges.iter().map(|m| string(m)).collect(),
         ),
     ));
-    md.push(("tokenizer.ggml.eos_token_id".into(), GgufValue::U32(voc.eos)));
-    md.push(("tokenizer.ggml.padding_token_id".into(), GgufValue::U32(voc.pad)));
-    md.push(("tokenizer.ggml.bos_token_id".into(), GgufValue::U32(voc.bos)));
+    md.push((
+        "tokenizer.ggml.eos_token_id".into(),
+        GgufValue::U32(voc.eos),
+    ));
+    md.push((
+        "tokenizer.ggml.padding_token_id".into(),
+        GgufValue::U32(voc.pad),
+    ));
+    md.push((
+        "tokenizer.ggml.bos_token_id".into(),
+        GgufValue::U32(voc.bos),
+    ));
     md.push((
         "tokenizer.ggml.add_bos_token".into(),
         GgufValue::Bool(u8::from(o.arch == SynthArch::Llama)),
@@ -388,7 +430,10 @@ fn metadata(o: &SynthOptions, voc: &vocab::Vocab) -> Vec<(String, GgufValue)> {
         "tokenizer.chat_template".into(),
         string(vocab::chat_template(o.arch)),
     ));
-    if matches!(o.quant, SynthQuant::Q4KM | SynthQuant::Q8_0 | SynthQuant::Mixed) {
+    if matches!(
+        o.quant,
+        SynthQuant::Q4KM | SynthQuant::Q8_0 | SynthQuant::Mixed
+    ) {
         // ggml GGML_QNT_VERSION.
         md.push(("general.quantization_version".into(), GgufValue::U32(2)));
     }

@@ -165,7 +165,12 @@ pub fn build(arch: SynthArch, vocab: u32, seed: u64) -> Result<Vocab, SynthError
     let chars = byte_chars();
     let spell = |s: &str| -> String {
         s.bytes()
-            .map(|x| chars.iter().find(|(b, _)| *b == x).map_or('\0', |(_, c)| *c))
+            .map(|x| {
+                chars
+                    .iter()
+                    .find(|(b, _)| *b == x)
+                    .map_or('\0', |(_, c)| *c)
+            })
             .collect()
     };
     let mut tokens: Vec<String> = chars.iter().map(|(_, c)| c.to_string()).collect();
@@ -183,7 +188,9 @@ pub fn build(arch: SynthArch, vocab: u32, seed: u64) -> Result<Vocab, SynthError
         .collect();
 
     let mut merges = Vec::new();
-    let tie = |a: &str, b: &str| SplitMix64::new(seed ^ hash_str(a) ^ hash_str(b).rotate_left(17)).next_u64();
+    let tie = |a: &str, b: &str| {
+        SplitMix64::new(seed ^ hash_str(a) ^ hash_str(b).rotate_left(17)).next_u64()
+    };
     while tokens.len() < n_learned {
         let mut pairs: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         for (syms, n) in &words {
