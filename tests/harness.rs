@@ -128,6 +128,7 @@ fn sigint_leaves_incomplete_evidence_and_exits_3() {
     Command::new("kill").args(["-INT", &pid]).status().expect("kill -INT");
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(3));
+    assert_schema_valid(&out.join("evidence.json"));
     let e = evidence(&out);
     assert!(e.run.incomplete && e.run.interrupted);
     assert_eq!(e.evidence.len(), 10, "every planned gate has a record");
@@ -207,4 +208,33 @@ fn mask_run_dir(s: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Checks an evidence file against the shipped JSON Schema.
+pub fn assert_schema_valid(evidence_json: &Path) {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("evidence/evidence.schema.json")).expect("schema shipped"),
+    )
+    .expect("schema is JSON");
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(evidence_json).expect("read")).expect("json");
+    let v = jsonschema::validator_for(&schema).expect("schema compiles");
+    let errors: Vec<String> = v.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path)).collect();
+    assert!(errors.is_empty(), "{} violates the schema: {errors:?}", evidence_json.display());
+}
+
+#[test]
+fn evidence_of_clean_hooked_and_interrupted_runs_passes_the_schema() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let m = tiny_model(d.path());
+    let pb = playbook(d.path(), &m, "");
+    assert_eq!(run(&pb, &d.path().join("clean"), None).0, 0);
+    assert_schema_valid(&d.path().join("clean/evidence.json"));
+    assert_eq!(run(&pb, &d.path().join("crash"), Some("panic:F-EDGE-004")).0, 1);
+    assert_schema_valid(&d.path().join("crash/evidence.json"));
+    // A record that breaks the schema is caught (the check can fail).
+    let mut bad: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.path().join("clean/evidence.json")).expect("read")).expect("json");
+    bad["evidence"][0]["outcome"] = serde_json::json!("Passed");
+    std::fs::write(d.path().join("bad.json"), bad.to_string()).expect("write");
+    let r = std::panic::catch_unwind(|| assert_schema_valid(&d.path().join("bad.json")));
+    assert!(r.is_err(), "an invalid outcome must fail the schema");
 }

@@ -10,6 +10,8 @@ use serde_json::Value;
 
 use crate::util::{real_model, root, QWEN, SMOLLM};
 
+mod tiny;
+
 /// llama.cpp's references (scripts/gen-infer-refs.py).
 fn refs(name: &str) -> Value {
     let p = root().join("tests/data/infer").join(name);

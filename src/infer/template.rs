@@ -14,7 +14,7 @@
 //! Invariant: a `ChatTemplate` is compiled once and renders any number of times.
 //!
 //! Not supported: HF's `{% generation %}` tag (a parse error here), and Python methods beyond
-//! the common string/dict ones listed in [`py_method`].
+//! the common string/dict ones listed in `py_method`.
 
 use std::cell::Cell;
 use std::io;

@@ -61,7 +61,7 @@ pub fn file_type(quant: SynthQuant) -> Option<u32> {
 /// layer in between.
 pub fn use_more_bits(i: u32, n: u32) -> bool {
     let (i, n) = (i64::from(i), i64::from(n));
-    i < n / 8 || i > 7 * n / 8 || (i - n / 8) % 3 == 2
+    i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
 }
 
 /// ggml `ggml_n_dims`: dimensions up to the last one that is not 1 (at least 1).

@@ -455,11 +455,12 @@ pub fn synthesize(opts: &SynthOptions, out: &Path) -> Result<SynthReport, SynthE
         })
         .collect();
     let seed = opts.seed;
+    let quiet = voc.reserved.clone();
     let mut data = |i: usize, sink: &mut dyn Write| -> std::io::Result<()> {
         let t = plan
             .get(i)
             .ok_or_else(|| std::io::Error::other(format!("no planned tensor {i}")))?;
-        let bytes = tensor_bytes(seed, t).map_err(std::io::Error::other)?;
+        let bytes = tensor_bytes(seed, t, &quiet).map_err(std::io::Error::other)?;
         sink.write_all(&bytes)
     };
     write_gguf(out, 3, &md, &specs, &mut data)?;
@@ -480,8 +481,12 @@ pub fn synthesize(opts: &SynthOptions, out: &Path) -> Result<SynthReport, SynthE
 }
 
 /// One tensor's stored bytes: its values quantized row-block by row-block.
-fn tensor_bytes(seed: u64, t: &PlannedTensor) -> Result<Vec<u8>, String> {
-    let vals = weights::values(seed, &t.name, t.role, &t.ne);
+fn tensor_bytes(
+    seed: u64,
+    t: &PlannedTensor,
+    quiet_rows: &std::ops::Range<u32>,
+) -> Result<Vec<u8>, String> {
+    let vals = weights::values(seed, &t.name, t.role, &t.ne, quiet_rows);
     let ne0 = t.ne.first().copied().unwrap_or(1);
     let row_bytes = t
         .dtype

@@ -6,7 +6,8 @@
 //! 2. the results of BPE merges learned from the embedded corpus (`corpus.txt`), most frequent
 //!    pair first, ties broken by a hash of the pair and the seed;
 //! 3. where the corpus runs out of pairs before `vocab` is reached, `<|reserved_N|>` control
-//!    tokens;
+//!    tokens (their embedding and output rows are drawn 10× smaller, like the untrained rows
+//!    of real models, so a random model rarely predicts them);
 //! 4. the architecture's special tokens (control tokens, token type 3), last, as in real models.
 //!
 //! Invariants: token strings are unique; every merge `a b` names two tokens of the vocabulary and
@@ -42,6 +43,8 @@ pub struct Vocab {
     pub eos: u32,
     /// Padding id.
     pub pad: u32,
+    /// Ids of the `<|reserved_N|>` filler tokens (empty when the corpus filled the vocabulary).
+    pub reserved: std::ops::Range<u32>,
 }
 
 /// The special tokens of an architecture, in id order, and the indices (into this list) of
@@ -217,6 +220,7 @@ pub fn build(arch: SynthArch, vocab: u32, seed: u64) -> Result<Vocab, SynthError
         }
     }
     let mut token_types = vec![TOKEN_TYPE_NORMAL; tokens.len()];
+    let first_reserved = tokens.len() as u32;
     let mut k = 0usize;
     while tokens.len() < n_learned {
         tokens.push(format!("<|reserved_{k}|>"));
@@ -242,6 +246,7 @@ pub fn build(arch: SynthArch, vocab: u32, seed: u64) -> Result<Vocab, SynthError
         bos: id(bos),
         eos: id(eos),
         pad: id(pad),
+        reserved: first_reserved..first_special as u32,
     })
 }
 

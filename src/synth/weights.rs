@@ -5,10 +5,14 @@
 //! count, and only exact arithmetic is used (see `rng.rs`): the same options give the same bits
 //! on every platform.
 //!
-//! Scales (chosen so a random transformer gives varied, finite logits): projections
-//! N(0, (0.5/√in)²) with `in` = `ne0` (≈ 0.02 for in = 384..896), so each block moves the
-//! residual stream by about as much as the embedding; embeddings and the output matrix
-//! N(0, 0.08²); norms 1 + N(0, 0.05²); biases N(0, 0.02²).
+//! Scales (chosen so a random transformer gives varied, finite logits; checked with llama.cpp):
+//! projections N(0, 1/in) with `in` = `ne0` (≈ 0.05 for in = 384, 0.03 for 896), so each block
+//! moves the residual stream far more than the embedding does; embeddings and the output matrix
+//! N(0, 0.02²) — with tied embeddings a larger embedding makes greedy decoding echo the last
+//! input token forever; norms 1 + N(0, 0.05²); biases N(0, 0.02²). Rows of reserved filler
+//! tokens in the embedding and output matrices are 10× smaller.
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -40,8 +44,19 @@ fn distribution(role: TensorRole, ne0: u64) -> (f64, f64) {
     }
 }
 
-/// The tensor's values, `ne[0]` contiguous (row-major over the remaining dims).
-pub fn values(seed: u64, name: &str, role: TensorRole, ne: &[u64]) -> Vec<f32> {
+/// Scale of the rows of reserved (filler) tokens in the embedding and output matrices.
+const RESERVED_ROW_SCALE: f64 = 0.1;
+
+/// The tensor's values, `ne[0]` contiguous (row-major over the remaining dims). Rows in
+/// `quiet_rows` (reserved tokens of the embedding and output matrices) are scaled by
+/// [`RESERVED_ROW_SCALE`].
+pub fn values(
+    seed: u64,
+    name: &str,
+    role: TensorRole,
+    ne: &[u64],
+    quiet_rows: &Range<u32>,
+) -> Vec<f32> {
     let ne0 = ne.first().copied().unwrap_or(1).max(1);
     let n: u64 = ne.iter().product();
     let (mean, std) = distribution(role, ne0);
@@ -51,6 +66,9 @@ pub fn values(seed: u64, name: &str, role: TensorRole, ne: &[u64]) -> Vec<f32> {
         .enumerate()
         .for_each(|(row, dst)| {
             let mut rng = SplitMix64::new(SplitMix64::new(tensor_seed ^ row as u64).next_u64());
+            let quiet = matches!(role, TensorRole::TokenEmbd | TensorRole::Output)
+                && u32::try_from(row).is_ok_and(|r| quiet_rows.contains(&r));
+            let std = if quiet { std * RESERVED_ROW_SCALE } else { std };
             for v in dst {
                 *v = (mean + std * rng.normal()) as f32;
             }

@@ -7,9 +7,9 @@
 //! `qwen2`, `smollm` or `llama-bpe`, and `llama` (SentencePiece) with `pre` absent or
 //! `default`. Anything else is an error naming the value, never a silent fallback.
 //!
-//! Pipeline of [`Tokenizer::encode`]: special-token partitioning ([`partition`]), then per
-//! text fragment either the pre-tokenizer ([`pretokenize`]) and BPE merges ([`bpe`]), or
-//! SentencePiece merges ([`spm`]); BOS/EOS as the metadata says. [`Tokenizer::detokenize`]
+//! Pipeline of [`Tokenizer::encode`]: special-token partitioning (`partition`), then per
+//! text fragment either the pre-tokenizer ([`pretokenize`]) and BPE merges (`bpe`), or
+//! SentencePiece merges (`spm`); BOS/EOS as the metadata says. [`Tokenizer::detokenize`]
 //! is llama.cpp's `detokenize`.
 //!
 //! Invariants: a `Tokenizer` is immutable after [`Tokenizer::from_model`] (encoding allocates
