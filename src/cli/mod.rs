@@ -6,6 +6,7 @@
 mod check;
 mod convert;
 mod harness;
+mod infer;
 mod inspect;
 
 use std::process::ExitCode;
@@ -42,6 +43,8 @@ enum Command {
     Fingerprint(check::FileArgs),
     /// Check a model's values and metadata; exit 1 on any finding.
     Validate(check::FileArgs),
+    /// Generate text with the embedded CPU engine (qwen2, llama) from any format.
+    Infer(infer::Args),
     /// Run a playbook: every gate judged by numbers, evidence.json and the MQS.
     Run(harness::RunArgs),
     /// List the gate catalogue.
@@ -97,6 +100,7 @@ pub fn run() -> ExitCode {
         Command::Diff(a) => check::run_diff(a),
         Command::Fingerprint(a) => check::run_fingerprint(a),
         Command::Validate(a) => check::run_validate(a),
+        Command::Infer(a) => infer::run(a),
         Command::Run(a) => harness::run_cmd(a),
         Command::Gates(a) => harness::gates_cmd(a),
         Command::Score(a) => harness::score_cmd(a),

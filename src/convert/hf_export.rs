@@ -125,6 +125,8 @@ pub struct HfTensorReport {
     pub shape: Vec<u64>,
     /// Heads by which the rows were un-permuted (llama Q/K), if any.
     pub unpermuted_heads: Option<u64>,
+    /// Values in the tensor.
+    pub n_values: u64,
     /// Largest |written − dequantized original| (0 when the type did not change).
     pub max_abs_err: f64,
     /// Mean of the same.
@@ -385,6 +387,7 @@ pub fn export_hf_with(
                 to: p.target.name().into(),
                 shape: p.shape.clone(),
                 unpermuted_heads: p.rows.as_ref().map(|(h, _)| *h),
+                n_values: t.n_elements(),
                 max_abs_err: c.map_or(0.0, |c| c.max_abs_err),
                 mean_abs_err: c.map_or(0.0, |c| c.mean_abs_err),
             }

@@ -9,3 +9,4 @@ mod forward;
 pub mod kv_cache;
 pub mod generate;
 pub mod sampling;
+pub mod prompt;

@@ -5,11 +5,11 @@
 //! - the metadata llama.cpp's qwen2/llama loaders read, a byte-level BPE tokenizer
 //!   ([`vocab`]) with the architecture's special tokens and chat template;
 //! - tensors named and shaped as llama.cpp expects (GGUF `ne` order: a weight `W[out, in]` has
-//!   `ne = [in, out]`), in convert_hf_to_gguf's order: `token_embd`, then each block in layer
-//!   order (within a block in the order of the HF names: `attn_norm`, `ffn_down`, `ffn_gate`,
-//!   `ffn_up`, `ffn_norm`, `attn_k`, `attn_output`, `attn_q`, `attn_v`, biases before weights),
-//!   then `output_norm` and `output` (absent when embeddings are tied);
-//! - F32 values from [`weights`], quantized with the crate's reference quantizers to the types
+//!   `ne = [in, out]`), in the order `token_embd`, the blocks in layer order, `output_norm`,
+//!   `output` (absent when embeddings are tied); within a block in the order of the HF names, as
+//!   convert_hf_to_gguf writes them: `attn_norm`, `ffn_down`, `ffn_gate`, `ffn_up`, `ffn_norm`,
+//!   `attn_k`, `attn_output`, `attn_q`, `attn_v` (qwen2: each bias before its weight);
+//! - F32 values from `weights.rs`, quantized with the crate's reference quantizers to the types
 //!   llama-quantize would choose ([`mix`]).
 //!
 //! Invariants: the output depends only on the options (same options ⇒ byte-identical file, on

@@ -10,7 +10,7 @@ use apr_qa::convert::{ConvertError, DtypeChoice};
 use apr_qa::dtype::GgmlType;
 use apr_qa::model::Model;
 
-use super::{check_export_values, converted_bytes, read_json};
+use super::util::{check_export_values, converted_bytes, read_json};
 
 const QWEN: &str = "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf";
 const SMOL: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
