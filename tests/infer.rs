@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use apr_qa::infer::engine::{Engine, EngineOptions};
+use apr_qa::infer::engine::Engine;
 use apr_qa::model::Model;
 use serde_json::Value;
 

@@ -7,6 +7,7 @@ mod check;
 mod convert;
 mod harness;
 mod infer;
+mod synth;
 mod inspect;
 
 use std::process::ExitCode;
@@ -45,6 +46,8 @@ enum Command {
     Validate(check::FileArgs),
     /// Generate text with the embedded CPU engine (qwen2, llama) from any format.
     Infer(infer::Args),
+    /// Write a deterministic synthetic model (GGUF with a small BPE tokenizer and a chat template).
+    Synth(synth::Args),
     /// Run a playbook: every gate judged by numbers, evidence.json and the MQS.
     Run(harness::RunArgs),
     /// List the gate catalogue.
@@ -101,6 +104,7 @@ pub fn run() -> ExitCode {
         Command::Fingerprint(a) => check::run_fingerprint(a),
         Command::Validate(a) => check::run_validate(a),
         Command::Infer(a) => infer::run(a),
+        Command::Synth(a) => synth::run(a),
         Command::Run(a) => harness::run_cmd(a),
         Command::Gates(a) => harness::gates_cmd(a),
         Command::Score(a) => harness::score_cmd(a),

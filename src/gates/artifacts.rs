@@ -22,6 +22,7 @@ pub struct Artifacts {
     routes: Mutex<HashMap<String, Slot<PathBuf>>>,
     models: Mutex<HashMap<PathBuf, Slot<Arc<Model>>>>,
     prints: Mutex<HashMap<PathBuf, Slot<Arc<Vec<TensorPrint>>>>>,
+    memo: Mutex<HashMap<String, Slot<Arc<dyn std::any::Any + Send + Sync>>>>,
     fresh: std::sync::atomic::AtomicUsize,
 }
 
@@ -49,6 +50,7 @@ impl Artifacts {
             routes: Mutex::new(HashMap::new()),
             models: Mutex::new(HashMap::new()),
             prints: Mutex::new(HashMap::new()),
+            memo: Mutex::new(HashMap::new()),
             fresh: Default::default(),
         }
     }
@@ -128,5 +130,12 @@ impl Artifacts {
             fingerprint(&m).map(Arc::new).map_err(|e| e.to_string())
         })
         .clone()
+    }
+
+    /// A value computed once per `key` and shared (e.g. a generation many gates compare).
+    pub fn memo<T: Send + Sync + 'static>(&self, key: &str, f: impl FnOnce() -> Result<T, String>) -> Result<Arc<T>, String> {
+        let s = slot(&self.memo, &key.to_string());
+        let any = s.get_or_init(|| f().map(|v| Arc::new(v) as Arc<dyn std::any::Any + Send + Sync>)).clone()?;
+        any.downcast::<T>().map_err(|_| format!("memo {key}: stored under another type"))
     }
 }

@@ -7,6 +7,7 @@ pub mod artifacts;
 pub mod conversion;
 pub mod edge;
 pub mod format;
+pub mod inference;
 pub mod perf;
 pub mod rosetta;
 
@@ -109,6 +110,8 @@ pub struct GateCtx<'a> {
     pub tolerance: f64,
     /// Formats the playbook covers.
     pub formats: &'a [Fmt],
+    /// Inference settings (the playbook's `inference:` section).
+    pub infer: Option<&'a inference::InferSettings>,
     /// Test-only slowdown factor for timed work (1 = none); see `harness::hooks`.
     pub slowdown: f64,
 }
@@ -134,6 +137,12 @@ pub fn run(ctx: &GateCtx<'_>) -> Option<Result<Judgement, String>> {
         "F-STAB-001" => conversion::determinism(ctx),
         "F-EDGE-001" | "F-EDGE-002" | "F-EDGE-003" | "F-EDGE-004" | "F-EDGE-005" => edge::run(ctx),
         "F-PERF-001" => perf::conversion_vs_cp(ctx),
+        "F-GOLDEN-RULE-001" => inference::golden_rule(ctx),
+        "F-GOLDEN-RULE-003" => inference::not_garbage(ctx),
+        "F-STAB-002" | "F-STAB-003" => inference::determinism(ctx),
+        "F-INFER-001" => inference::reference_tokens(ctx),
+        "F-INFER-002" => inference::known_answer(ctx),
+        "F-EDGE-006" => inference::hostile_prompts(ctx),
         _ => return None,
     };
     Some(r)

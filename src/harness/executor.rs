@@ -122,6 +122,8 @@ pub struct ExecOptions {
     pub interrupted: Arc<AtomicBool>,
     /// Test-only hook.
     pub hook: Option<Hook>,
+    /// Inference settings for inference gates.
+    pub infer: Option<crate::gates::inference::InferSettings>,
     /// Called after each record (progress).
     pub on_done: Box<dyn Fn(&Evidence) + Send + Sync>,
 }
@@ -165,6 +167,7 @@ fn run_one(
     item: &PlanItem,
     art: &Arc<Artifacts>,
     formats: &Arc<Vec<gates::Fmt>>,
+    infer: Option<&crate::gates::inference::InferSettings>,
     hook: Option<&Hook>,
     interrupted: &AtomicBool,
     host: &str,
@@ -180,11 +183,12 @@ fn run_one(
         );
     }
     let (tx, rx) = mpsc::channel::<Result<Option<Result<Judgement, String>>, String>>();
-    let (art2, formats2, it, hook) = (
+    let (art2, formats2, it, hook, infer) = (
         Arc::clone(art),
         Arc::clone(formats),
         item.clone(),
         hook.cloned(),
+        infer.cloned(),
     );
     let t0 = Instant::now();
     let spawned = std::thread::Builder::new()
@@ -200,6 +204,7 @@ fn run_one(
                     gate_id: &it.gate_id,
                     tolerance: it.tolerance,
                     formats: &formats2,
+                    infer: infer.as_ref(),
                     slowdown,
                 };
                 gates::run(&ctx)
@@ -347,6 +352,7 @@ pub fn execute(
                 item,
                 &art,
                 &formats,
+                opts.infer.as_ref(),
                 opts.hook.as_ref(),
                 &opts.interrupted,
                 &host,

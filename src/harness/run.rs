@@ -74,8 +74,47 @@ fn sha256_file(p: &Path) -> Result<(String, u64), String> {
 
 /// Synthesizes the playbook's model into `dir`.
 fn synth_model(spec: &SynthSpec, dir: &Path) -> Result<PathBuf, String> {
-    let _ = (spec, dir);
-    Err("synthetic models are not available in this build yet".into())
+    let out = dir.join("synthetic.gguf");
+    crate::synth::synthesize(&synth_options(spec)?, &out).map_err(|e| format!("synthesizing the model: {e}"))?;
+    Ok(out)
+}
+
+/// The synth options a playbook spec names (arch and quant by name; unknown names are errors).
+pub fn synth_options(spec: &SynthSpec) -> Result<crate::synth::SynthOptions, String> {
+    use crate::synth::{SynthArch, SynthOptions};
+    let arch = match spec.arch.as_str() {
+        "qwen2" => SynthArch::Qwen2,
+        "llama" => SynthArch::Llama,
+        other => return Err(format!("synth arch {other:?}: expected qwen2 or llama")),
+    };
+    let quant = parse_quant(&spec.quant)?;
+    Ok(SynthOptions {
+        arch,
+        layers: spec.layers,
+        hidden: spec.hidden,
+        heads: spec.heads,
+        kv_heads: spec.kv_heads,
+        ffn: spec.ffn,
+        vocab: spec.vocab,
+        tied_embeddings: spec.tied_embeddings,
+        quant,
+        seed: spec.seed,
+        rope_theta: arch.default_rope_theta(),
+        ..SynthOptions::default()
+    })
+}
+
+/// A synth quant name (`q4_k_m`, `q8_0`, `f16`, `f32`, `mixed`).
+pub fn parse_quant(s: &str) -> Result<crate::synth::SynthQuant, String> {
+    use crate::synth::SynthQuant;
+    match s.to_ascii_lowercase().as_str() {
+        "q4_k_m" => Ok(SynthQuant::Q4KM),
+        "q8_0" => Ok(SynthQuant::Q8_0),
+        "f16" => Ok(SynthQuant::F16),
+        "f32" => Ok(SynthQuant::F32),
+        "mixed" => Ok(SynthQuant::Mixed),
+        other => Err(format!("synth quant {other:?}: expected q4_k_m, q8_0, f16, f32 or mixed")),
+    }
 }
 
 fn exit_code(evidence: &[Evidence], items: &[PlanItem], interrupted: bool) -> (u8, bool) {
@@ -151,6 +190,16 @@ pub fn run(opts: RunOptions) -> Result<RunOutput, RunError> {
         fail_fast: opts.fail_fast,
         interrupted: Arc::clone(&opts.interrupted),
         hook: hook.clone(),
+        infer: pb.inference.as_ref().map(|i| crate::gates::inference::InferSettings {
+            prompts: i.prompts.clone(),
+            chat: i.chat,
+            max_tokens: i.max_tokens,
+            threads: i.threads,
+            references: i.references.as_ref().map(|r| {
+                let r = super::playbook::expand(r).unwrap_or_else(|_| r.clone());
+                opts.playbook.parent().unwrap_or(Path::new(".")).join(r)
+            }),
+        }),
         on_done: opts.on_done,
     };
     let evidence = execute(&items, Arc::clone(&art), pb.formats.clone(), &exec);
