@@ -165,3 +165,27 @@ fn debug_dump_eval_all() {
     let bytes: Vec<u8> = all.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(std::env::var("DBG_OUT").unwrap(), bytes).unwrap();
 }
+
+#[test]
+#[ignore = "debug"]
+fn debug_matvec_speed() {
+    use apr_qa::infer::kernels::{pool::Pool, Matrix, SimdLevel};
+    let model = Model::open(&real_model(QWEN)).unwrap();
+    let pool = Pool::new(1);
+    for name in ["blk.0.ffn_gate.weight", "blk.0.attn_v.weight", "output.weight", "blk.0.ffn_down.weight", "blk.2.ffn_down.weight"] {
+        let t = model.tensor(name).unwrap();
+        let m = Matrix::new(name, t.dtype, t.ne[0] as usize, t.ne[1] as usize, model.tensor_data(t)).unwrap();
+        let x: Vec<f32> = (0..m.n_in()).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut y = vec![0f32; m.n_out()];
+        for level in [SimdLevel::Avx512, SimdLevel::Avx2] {
+            let mut best = f64::MAX;
+            for _ in 0..20 {
+                let t0 = std::time::Instant::now();
+                m.matmul(&pool, level, &x, 1, &mut y);
+                best = best.min(t0.elapsed().as_secs_f64());
+            }
+            let n = (m.n_in() * m.n_out()) as f64;
+            println!("{name} {:?} {level}: {:.3} ms, {:.3} ns/weight, {:.1} GB/s", t.dtype, best * 1e3, best * 1e9 / n, t.n_bytes as f64 / best / 1e9);
+        }
+    }
+}

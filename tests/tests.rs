@@ -13,3 +13,4 @@ mod tokenizer;
 mod infer;
 mod harness;
 mod synth;
+mod synthetic_run;

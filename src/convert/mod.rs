@@ -153,9 +153,45 @@ pub fn convert(
     to: Target,
     dtype: DtypeChoice,
 ) -> Result<ConvertReport, ConvertError> {
+    if to == Target::Hf {
+        let model = open_input(input, output)?;
+        return export_hf_report(&model, output, dtype);
+    }
     check_paths(input, output)?;
-    let model = Model::open(input)?;
+    let model = open_input(input, output)?;
     write_model(&model, output, to, dtype)
+}
+
+/// Opens a conversion input: a model file, or an HF directory (imported through a temporary
+/// GGUF written beside the output).
+fn open_input(input: &Path, output: &Path) -> Result<Model, ConvertError> {
+    if hf_import::is_hf_dir(input) {
+        let scratch = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        return hf_import::open_hf_dir(input, scratch);
+    }
+    Ok(Model::open(input)?)
+}
+
+/// HF export of `model` into the directory `output`, reported like any conversion.
+fn export_hf_report(model: &Model, output: &Path, dtype: DtypeChoice) -> Result<ConvertReport, ConvertError> {
+    let r = hf_export::export_hf(model, output, hf_export::HfDtype::from_choice(dtype)?)?;
+    Ok(ConvertReport {
+        n_tensors: r.tensors.len(),
+        out_bytes: r.out_bytes,
+        changes: r
+            .tensors
+            .iter()
+            .filter(|t| t.from != t.to)
+            .map(|t| TensorChange {
+                name: t.gguf_name.clone(),
+                from: t.from.clone(),
+                to: t.to.clone(),
+                max_abs_err: t.max_abs_err,
+                mean_abs_err: t.mean_abs_err,
+                n_values: t.n_values,
+            })
+            .collect(),
+    })
 }
 
 /// Writes `model` to `output` as `to`.
@@ -246,17 +282,7 @@ pub fn write_model(
             .insert_strings(&mut md);
             write_safetensors(output, &md, &specs, &mut data).map_err(|e| write_err(output, e))?;
         }
-        Target::Hf => {
-            let arch = model.arch().unwrap_or("(none)");
-            if crate::formats::names::MappedArch::from_gguf(arch).is_none() {
-                return Err(ConvertError::Usage(format!(
-                    "--to hf does not map architecture {arch:?} (mapped: qwen2, llama)"
-                )));
-            }
-            return Err(ConvertError::Usage(
-                "HF directory export is not available yet".into(),
-            ));
-        }
+        Target::Hf => return export_hf_report(model, output, dtype),
     }
     report.changes = plan.take_changes();
     report.out_bytes = std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);

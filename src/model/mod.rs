@@ -246,6 +246,16 @@ impl Model {
             .unwrap_or_default();
         let carried = Carried::from_string_map(&m.metadata)
             .map_err(|e| ModelError::invalid(&path, e.to_string()))?;
+        // HF-named tensors without the carried GGUF lists are an HF checkpoint: llama Q/K rows
+        // are in HF order there, so reading them under GGUF names would be silently wrong.
+        let hf_export = m.metadata.get("apr_qa_qk_rows").is_some_and(|v| v == "hf");
+        let hf_named = m.tensors.iter().any(|t| crate::formats::names::hf_to_gguf(&t.name).is_some());
+        if hf_export || (hf_named && carried.tensors.is_none()) {
+            return Err(ModelError::invalid(
+                &path,
+                "holds an HF checkpoint (HF tensor names and row order); convert its directory with `apr-qa convert DIR -o FILE`",
+            ));
+        }
         let mut tensors = Vec::with_capacity(m.tensors.len());
         for (i, t) in m.tensors.iter().enumerate() {
             let dtype = match t.dtype {
