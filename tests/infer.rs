@@ -189,3 +189,25 @@ fn debug_matvec_speed() {
         }
     }
 }
+
+#[test]
+#[ignore = "debug"]
+fn debug_bandwidth() {
+    let model = Model::open(&real_model(QWEN)).unwrap();
+    let t = model.tensor("output.weight").unwrap();
+    let d = model.tensor_data(t);
+    let mut buf = vec![1u8; d.len()];
+    for (name, data) in [("mmap", d), ("heap", &buf[..])] {
+        let mut best = f64::MAX;
+        let mut acc = 0u64;
+        for _ in 0..10 {
+            let t0 = std::time::Instant::now();
+            for c in data.chunks_exact(64) {
+                acc = acc.wrapping_add(u64::from_le_bytes(c[..8].try_into().unwrap()) ^ u64::from_le_bytes(c[32..40].try_into().unwrap()));
+            }
+            best = best.min(t0.elapsed().as_secs_f64());
+        }
+        println!("{name}: {:.1} GB/s ({acc})", data.len() as f64 / best / 1e9);
+    }
+    buf[0] = 2;
+}

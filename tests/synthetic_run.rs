@@ -23,7 +23,8 @@ fn run(out: &std::path::Path, hook: Option<&str>, playbook: &str) -> (i32, Evide
 }
 
 /// Families of DESIGN §3.2, each with the id prefixes that belong to it.
-const FAMILIES: [(&str, &[&str]); 12] = [
+const FAMILIES: [(&str, &[&str]); 13] = [
+    ("HF export", &["F-CONV-G-HF"]),
     ("conversion pairs", &["F-CONV-G-A", "F-CONV-A-G", "F-CONV-G-S", "F-CONV-S-G", "F-CONV-A-S", "F-CONV-S-A"]),
     ("round trips", &["F-CONV-RT-"]),
     ("idempotence/commutativity", &["F-CONV-IDEM-", "F-CONV-COM-"]),

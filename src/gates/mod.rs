@@ -7,6 +7,7 @@ pub mod artifacts;
 pub mod conversion;
 pub mod edge;
 pub mod format;
+pub mod hf;
 pub mod inference;
 pub mod perf;
 pub mod rosetta;
@@ -140,6 +141,7 @@ pub fn run(ctx: &GateCtx<'_>) -> Option<Result<Judgement, String>> {
         "F-GOLDEN-RULE-001" => inference::golden_rule(ctx),
         "F-GOLDEN-RULE-003" => inference::not_garbage(ctx),
         "F-STAB-002" | "F-STAB-003" => inference::determinism(ctx),
+        "F-CONV-G-HF" => hf::export_complete(ctx),
         "F-INFER-001" => inference::reference_tokens(ctx),
         "F-INFER-002" => inference::known_answer(ctx),
         "F-EDGE-006" => inference::hostile_prompts(ctx),
