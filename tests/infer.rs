@@ -174,7 +174,9 @@ fn debug_matvec_speed() {
     let pool = Pool::new(1);
     for name in ["blk.0.ffn_gate.weight", "blk.0.attn_v.weight", "output.weight", "blk.0.ffn_down.weight", "blk.2.ffn_down.weight"] {
         let t = model.tensor(name).unwrap();
-        let m = Matrix::new(name, t.dtype, t.ne[0] as usize, t.ne[1] as usize, model.tensor_data(t)).unwrap();
+        let heap = model.tensor_data(t).to_vec();
+        let data: &[u8] = if std::env::var_os("DBG_HEAP").is_some() { &heap } else { model.tensor_data(t) };
+        let m = Matrix::new(name, t.dtype, t.ne[0] as usize, t.ne[1] as usize, data).unwrap();
         let x: Vec<f32> = (0..m.n_in()).map(|i| (i as f32 * 0.37).sin()).collect();
         let mut y = vec![0f32; m.n_out()];
         for level in [SimdLevel::Avx512, SimdLevel::Avx2] {

@@ -9,6 +9,9 @@ use super::avx512_decode::{Bf16, Dec512, Q4K, Q5K, Q6K, Q4_0, Q4_1, Q5_0, Q5_1, 
 use super::matrix::{Fast, TILE_ROWS, TILE_TOKENS};
 use super::LANES;
 
+/// Bytes ahead of the current block to prefetch in each row.
+const PREFETCH: usize = 768;
+
 /// Lanes of an accumulator, as the scalar code holds them.
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 #[inline]
@@ -33,6 +36,7 @@ unsafe fn rows_lanes<D: Dec512, const R: usize>(
         unsafe {
             let xb = x.add(b * D::BLOCK);
             for (a, &row) in acc.iter_mut().zip(&rows) {
+                _mm_prefetch::<_MM_HINT_T0>(row.add(b * D::BYTES + PREFETCH).cast());
                 D::visit(row.add(b * D::BYTES), |i, w| {
                     *a = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb.add(16 * i)), *a);
                 });
