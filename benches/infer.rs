@@ -34,6 +34,41 @@ fn prompt(n_vocab: usize) -> Vec<u32> {
         .collect()
 }
 
+/// Single-thread matrix × vector throughput of one tensor of each dtype, every SIMD level.
+fn kernels(model: &Model) {
+    use apr_qa::infer::kernels::{pool::Pool, Matrix, SimdLevel};
+    let pool = Pool::new(1);
+    let mut seen = std::collections::HashSet::new();
+    for t in &model.tensors {
+        if t.ne.len() < 2 || !seen.insert((t.dtype, t.ne.clone())) {
+            continue;
+        }
+        let (n_in, n_out) = (t.ne[0] as usize, t.ne[1] as usize);
+        let Ok(m) = Matrix::new(&t.name, t.dtype, n_in, n_out, model.tensor_data(t)) else {
+            continue;
+        };
+        let x: Vec<f32> = (0..n_in).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut y = vec![0f32; n_out];
+        for level in SimdLevel::all_available() {
+            let reps = (2e8 / (n_in * n_out) as f64).clamp(3.0, 200.0) as usize;
+            let mut best = f64::MAX;
+            for _ in 0..reps {
+                let t0 = Instant::now();
+                m.matmul(&pool, level, &x, 1, &mut y);
+                best = best.min(t0.elapsed().as_secs_f64());
+            }
+            println!(
+                "kernel {:<26} {:>6} [{n_in}×{n_out}] {level:>7}: {:8.3} ms  {:.4} ns/weight  {:5.1} GB/s",
+                t.name,
+                t.dtype.name(),
+                best * 1e3,
+                best * 1e9 / (n_in * n_out) as f64,
+                t.n_bytes as f64 / best / 1e9
+            );
+        }
+    }
+}
+
 fn main() {
     let threads: usize = std::env::var("APR_QA_BENCH_THREADS")
         .ok()
@@ -49,6 +84,9 @@ fn main() {
         std::process::exit(2);
     }
     let model = Model::open(&path).expect("open model");
+    if std::env::var_os("APR_QA_BENCH_KERNELS").is_some() {
+        kernels(&model);
+    }
     let engine = Engine::new(&model, threads).expect("engine");
     let ids = prompt(engine.config().n_vocab);
     println!(

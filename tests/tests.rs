@@ -14,3 +14,4 @@ mod infer;
 mod harness;
 mod synth;
 mod synthetic_run;
+mod playbooks;
