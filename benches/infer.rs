@@ -107,6 +107,16 @@ fn main() {
         }
         best_decode = best_decode.min(t1.elapsed().as_secs_f64());
     }
+    if std::env::var_os("APR_QA_BENCH_DECODE_ONLY").is_some() {
+        let mut s = engine.session(PROMPT_LEN + 512);
+        let mut logits = s.prefill(&ids[..8]).expect("prefill");
+        let t = Instant::now();
+        for _ in 0..400 {
+            logits = s.step(argmax(&logits)).expect("step");
+        }
+        println!("decode only: {:.1} tok/s", 400.0 / t.elapsed().as_secs_f64());
+        return;
+    }
     let ours_prefill = PROMPT_LEN as f64 / best_prefill;
     let ours_decode = DECODE_STEPS as f64 / best_decode;
     println!("apr-qa     prefill {ours_prefill:8.1} tok/s ({PROMPT_LEN} tokens)   decode {ours_decode:7.1} tok/s ({DECODE_STEPS} steps)");

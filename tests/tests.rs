@@ -15,3 +15,4 @@ mod harness;
 mod synth;
 mod synthetic_run;
 mod playbooks;
+mod real_harness;

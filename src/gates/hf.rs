@@ -57,9 +57,21 @@ pub fn export_complete(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
         }
     }
     let tokens = src.get("tokenizer.ggml.tokens").and_then(GgufValue::as_array).map(|a| a.items.clone()).unwrap_or_default();
+    // Type 5 (UNUSED) marks llama.cpp's `[PAD…]` fillers past the HF vocabulary: absent from
+    // an HF tokenizer by design, so not compared.
+    let types: Vec<u64> = src
+        .get("tokenizer.ggml.token_type")
+        .and_then(GgufValue::as_array)
+        .map(|a| a.items.iter().map(|v| v.as_u64().unwrap_or(0)).collect())
+        .unwrap_or_default();
     let mut token_mismatch = 0usize;
     let mut first = None;
+    let mut unused = 0usize;
     for (i, t) in tokens.iter().enumerate() {
+        if types.get(i) == Some(&5) {
+            unused += 1;
+            continue;
+        }
         let Some(s) = t.as_str() else { continue };
         if ids.get(s) != Some(&(i as u64)) {
             token_mismatch += 1;
@@ -70,7 +82,7 @@ pub fn export_complete(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
         bad.push(format!("{token_mismatch} token ids differ, first {}", first.unwrap_or_default()));
     }
     let reason = if bad.is_empty() {
-        format!("HF export complete: {compared} tensors equal the dequantized source, {} token ids equal", tokens.len())
+        format!("HF export complete: {compared} tensors equal the dequantized source, {} token ids equal ({unused} unused fillers not exported)", tokens.len() - unused)
     } else {
         format!("{} problem(s), first {}", bad.len(), bad[0])
     };

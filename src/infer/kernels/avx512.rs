@@ -9,8 +9,10 @@ use super::avx512_decode::{Bf16, Dec512, Q4K, Q5K, Q6K, Q4_0, Q4_1, Q5_0, Q5_1, 
 use super::matrix::{Fast, TILE_ROWS, TILE_TOKENS};
 use super::LANES;
 
-/// Bytes ahead of the current block to prefetch in each row.
-const PREFETCH: usize = 768;
+/// Row groups ahead to prefetch: while a group of R rows is computed, the same positions of
+/// the rows that many groups later are prefetched, so the (row-major, contiguous) matrix
+/// streams from memory ahead of use.
+const PREFETCH_GROUPS: usize = 2;
 
 /// Lanes of an accumulator, as the scalar code holds them.
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
@@ -27,6 +29,7 @@ fn lanes(v: __m512) -> [f32; LANES] {
 #[inline]
 unsafe fn rows_lanes<D: Dec512, const R: usize>(
     rows: [*const u8; R],
+    row_stride: usize,
     x: *const f32,
     n_blocks: usize,
 ) -> [[f32; LANES]; R] {
@@ -36,7 +39,7 @@ unsafe fn rows_lanes<D: Dec512, const R: usize>(
         unsafe {
             let xb = x.add(b * D::BLOCK);
             for (a, &row) in acc.iter_mut().zip(&rows) {
-                _mm_prefetch::<_MM_HINT_T0>(row.add(b * D::BYTES + PREFETCH).cast());
+                _mm_prefetch::<_MM_HINT_T0>(row.add(b * D::BYTES + R * row_stride * PREFETCH_GROUPS).cast());
                 D::visit(row.add(b * D::BYTES), |i, w| {
                     *a = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb.add(16 * i)), *a);
                 });
@@ -70,14 +73,14 @@ unsafe fn matvec_t<D: Dec512>(
     // SAFETY (all calls): rows and x as the caller guarantees.
     unsafe {
         while r + 4 <= n {
-            let l = rows_lanes::<D, 4>([row(r), row(r + 1), row(r + 2), row(r + 3)], x, n_blocks);
+            let l = rows_lanes::<D, 4>([row(r), row(r + 1), row(r + 2), row(r + 3)], row_bytes, x, n_blocks);
             out[r..r + 4].copy_from_slice(&l);
             r += 4;
         }
         match n - r {
-            3 => out[r..].copy_from_slice(&rows_lanes::<D, 3>([row(r), row(r + 1), row(r + 2)], x, n_blocks)),
-            2 => out[r..].copy_from_slice(&rows_lanes::<D, 2>([row(r), row(r + 1)], x, n_blocks)),
-            1 => out[r..].copy_from_slice(&rows_lanes::<D, 1>([row(r)], x, n_blocks)),
+            3 => out[r..].copy_from_slice(&rows_lanes::<D, 3>([row(r), row(r + 1), row(r + 2)], row_bytes, x, n_blocks)),
+            2 => out[r..].copy_from_slice(&rows_lanes::<D, 2>([row(r), row(r + 1)], row_bytes, x, n_blocks)),
+            1 => out[r..].copy_from_slice(&rows_lanes::<D, 1>([row(r)], row_bytes, x, n_blocks)),
             _ => {}
         }
     }
