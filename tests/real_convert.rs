@@ -411,3 +411,31 @@ fn safetensors_we_write_open_in_pypi_safetensors() {
         }
     }
 }
+
+/// The exported tokenizer.json, loaded by the PyPI `tokenizers` package, encodes the committed
+/// corpus to llama.cpp's ids (both read live by scripts/py/hf_tokenizer_check.py; needs the
+/// oracle venv with llama-cpp-python: `scripts/setup-oracles.sh --llama`).
+#[test]
+#[ignore = "needs real models: scripts/fetch-models.sh"]
+fn exported_tokenizer_json_matches_llama_cpp() {
+    for m in [QWEN, SMOLLM] {
+        let g = real_model(m);
+        let d = tempfile::tempdir().expect("tempdir");
+        let hf = d.path().join("hf");
+        convert(&g, &hf, Target::Hf, DtypeChoice::Keep).expect("export");
+        let out = std::process::Command::new(crate::util::venv_python())
+            .arg(crate::util::root().join("scripts/py/hf_tokenizer_check.py"))
+            .arg("--gguf")
+            .arg(&g)
+            .arg("--hf")
+            .arg(&hf)
+            .output()
+            .expect("run hf_tokenizer_check.py");
+        assert!(
+            out.status.success(),
+            "{m}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -35,7 +35,13 @@ pub struct FileArgs {
     json: bool,
 }
 
+/// Opens a model file, or an HF directory (Q/K rows re-permuted to GGUF order on import, so
+/// fingerprints and diffs compare like with like).
 fn open(p: &std::path::Path) -> Result<Model, Failure> {
+    if apr_qa::convert::hf_import::is_hf_dir(p) {
+        let scratch = tempfile::tempdir().map_err(Failure::bad_input)?;
+        return apr_qa::convert::hf_import::open_hf_dir(p, scratch.path()).map_err(Failure::bad_input);
+    }
     Model::open(p).map_err(Failure::bad_input)
 }
 
