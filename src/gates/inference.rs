@@ -41,9 +41,8 @@ pub struct GenRun {
     pub text: String,
 }
 
-fn settings<'a>(ctx: &'a GateCtx<'_>) -> Result<&'a InferSettings, Judgement> {
-    ctx.infer.ok_or_else(|| Judgement::skipped("the playbook has no inference section"))
-}
+/// Why inference gates are skipped without an `inference:` section.
+const NO_INFERENCE: &str = "the playbook has no inference section";
 
 /// The tokenizer of the source model (shared).
 fn tokenizer(ctx: &GateCtx<'_>) -> Result<Arc<Tokenizer>, String> {
@@ -124,10 +123,7 @@ fn compare_runs(pairs: Vec<(String, Arc<GenRun>, Arc<GenRun>)>, tol: f64, what: 
 
 /// F-GOLDEN-RULE-001: greedy tokens and logits of every converted format equal the source's.
 pub fn golden_rule(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
-    let s = match settings(ctx) {
-        Ok(s) => s,
-        Err(j) => return Ok(j),
-    };
+    let Some(s) = ctx.infer else { return Ok(Judgement::skipped(NO_INFERENCE)) };
     let mut pairs = Vec::new();
     for f in ctx.formats.iter().filter(|f| **f != Fmt::Gguf) {
         for i in 0..s.prompts.len() {
@@ -145,10 +141,7 @@ pub fn golden_rule(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
 
 /// F-GOLDEN-RULE-003: the converted models' outputs are not garbage.
 pub fn not_garbage(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
-    let s = match settings(ctx) {
-        Ok(s) => s,
-        Err(j) => return Ok(j),
-    };
+    let Some(s) = ctx.infer else { return Ok(Judgement::skipped(NO_INFERENCE)) };
     let mut bad = Vec::new();
     let mut runs = 0;
     for f in ctx.formats {
@@ -173,10 +166,7 @@ pub fn not_garbage(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
 
 /// F-STAB-002 (threads 1 vs 2) and F-STAB-003 (two runs): logits bit-identical.
 pub fn determinism(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
-    let s = match settings(ctx) {
-        Ok(s) => s,
-        Err(j) => return Ok(j),
-    };
+    let Some(s) = ctx.infer else { return Ok(Judgement::skipped(NO_INFERENCE)) };
     let n = s.prompts.len().min(2);
     let pairs: Result<Vec<_>, String> = (0..n)
         .map(|i| {
@@ -268,10 +258,7 @@ struct RefFile {
 /// (over its top-8) seen on the preceding common steps, and only while that largest |Δlogit|
 /// stays within the tolerance — so a logit-shifting bug cannot buy itself the allowance.
 pub fn reference_tokens(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
-    let s = match settings(ctx) {
-        Ok(s) => s,
-        Err(j) => return Ok(j),
-    };
+    let Some(s) = ctx.infer else { return Ok(Judgement::skipped(NO_INFERENCE)) };
     let Some(path) = &s.references else { return Ok(Judgement::skipped("the playbook names no llama.cpp references")) };
     let refs: RefFile = serde_json::from_str(&std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?)
         .map_err(|e| format!("{}: {e}", path.display()))?;

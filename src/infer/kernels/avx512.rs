@@ -39,7 +39,10 @@ unsafe fn rows_lanes<D: Dec512, const R: usize>(
         unsafe {
             let xb = x.add(b * D::BLOCK);
             for (a, &row) in acc.iter_mut().zip(&rows) {
-                _mm_prefetch::<_MM_HINT_T0>(row.add(b * D::BYTES + R * row_stride * PREFETCH_GROUPS).cast());
+                let ahead = row.add(b * D::BYTES + R * row_stride * PREFETCH_GROUPS);
+                for off in (0..D::BYTES).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.add(off).cast());
+                }
                 D::visit(row.add(b * D::BYTES), |i, w| {
                     *a = _mm512_fmadd_ps(w, _mm512_loadu_ps(xb.add(16 * i)), *a);
                 });
