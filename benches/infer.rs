@@ -80,13 +80,22 @@ fn stream(model: &Model) {
         if t.ne.len() < 2 || t.name == "token_embd.weight" {
             continue;
         }
-        if let Ok(m) = Matrix::new(&t.name, t.dtype, t.ne[0] as usize, t.ne[1] as usize, model.tensor_data(t)) {
+        if let Ok(m) = Matrix::new(
+            &t.name,
+            t.dtype,
+            t.ne[0] as usize,
+            t.ne[1] as usize,
+            model.tensor_data(t),
+        ) {
             groups.entry(t.dtype.name()).or_default().push(m);
         }
     }
     let mut total = 0f64;
     for (dt, ms) in &groups {
-        let bytes: usize = ms.iter().map(|m| m.row(0).map_or(0, <[u8]>::len) * m.n_out()).sum();
+        let bytes: usize = ms
+            .iter()
+            .map(|m| m.row(0).map_or(0, <[u8]>::len) * m.n_out())
+            .sum();
         let weights: usize = ms.iter().map(|m| m.n_in() * m.n_out()).sum();
         let mut best = f64::MAX;
         for _ in 0..5 {
@@ -108,7 +117,10 @@ fn stream(model: &Model) {
             bytes as f64 / best / 1e9
         );
     }
-    println!("stream total (1 thread, {level}): {:.2} ms per token's weights", total * 1e3);
+    println!(
+        "stream total (1 thread, {level}): {:.2} ms per token's weights",
+        total * 1e3
+    );
 }
 
 fn main() {
@@ -116,13 +128,18 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(2);
-    let path = std::env::var_os("APR_QA_BENCH_MODEL").map(PathBuf::from).unwrap_or_else(|| {
-        let dir = std::env::var_os("APR_QA_MODELS")
-            .map_or_else(|| home().join(".cache/apr-qa/models"), PathBuf::from);
-        dir.join("Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf")
-    });
+    let path = std::env::var_os("APR_QA_BENCH_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let dir = std::env::var_os("APR_QA_MODELS")
+                .map_or_else(|| home().join(".cache/apr-qa/models"), PathBuf::from);
+            dir.join("Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf")
+        });
     if !path.is_file() {
-        eprintln!("bench infer: missing {} — run scripts/fetch-models.sh", path.display());
+        eprintln!(
+            "bench infer: missing {} — run scripts/fetch-models.sh",
+            path.display()
+        );
         std::process::exit(2);
     }
     let model = Model::open(&path).expect("open model");
@@ -147,7 +164,18 @@ fn main() {
         for _ in 0..400 {
             logits = s.step(argmax(&logits)).expect("step");
         }
-        println!("decode only: {:.1} tok/s", 400.0 / t.elapsed().as_secs_f64());
+        println!(
+            "decode only: {:.1} tok/s",
+            400.0 / t.elapsed().as_secs_f64()
+        );
+        return;
+    }
+    if std::env::var_os("APR_QA_BENCH_PREFILL_ONLY").is_some() {
+        let mut best = 0f64;
+        for _ in 0..10 {
+            best = best.max(ours_round(&engine, &ids, 0).0);
+        }
+        println!("prefill only: {best:.1} tok/s");
         return;
     }
     let mut llama = Llama::start(&path, threads, &ids);
@@ -158,7 +186,7 @@ fn main() {
     // figure is the best round.
     let (mut ours, mut theirs) = ((0f64, 0f64), (0f64, 0f64));
     for _ in 0..ROUNDS {
-        let (p, d) = ours_round(&engine, &ids);
+        let (p, d) = ours_round(&engine, &ids, DECODE_STEPS);
         ours = (ours.0.max(p), ours.1.max(d));
         if let Some(l) = llama.as_mut() {
             if let Some((p, d)) = l.round() {
@@ -183,16 +211,16 @@ fn main() {
 const ROUNDS: usize = 5;
 
 /// One round of ours: (prefill tok/s, decode tok/s).
-fn ours_round(engine: &Engine<'_>, ids: &[u32]) -> (f64, f64) {
+fn ours_round(engine: &Engine<'_>, ids: &[u32], steps: usize) -> (f64, f64) {
     let mut s = engine.session(PROMPT_LEN + DECODE_STEPS + 8);
     let t0 = Instant::now();
     let mut logits = s.prefill(ids).expect("prefill");
     let prefill = PROMPT_LEN as f64 / t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    for _ in 0..DECODE_STEPS {
+    for _ in 0..steps {
         logits = s.step(argmax(&logits)).expect("step");
     }
-    (prefill, DECODE_STEPS as f64 / t1.elapsed().as_secs_f64())
+    (prefill, steps as f64 / t1.elapsed().as_secs_f64())
 }
 
 /// llama.cpp in a persistent llama-cpp-python process, one round per request on stdin.
@@ -205,7 +233,8 @@ struct Llama {
 impl Llama {
     fn start(path: &std::path::Path, threads: usize, ids: &[u32]) -> Option<Self> {
         use std::io::BufRead;
-        let venv = std::env::var_os("APR_QA_VENV").map_or_else(|| home().join(".cache/apr-qa/venv"), PathBuf::from);
+        let venv = std::env::var_os("APR_QA_VENV")
+            .map_or_else(|| home().join(".cache/apr-qa/venv"), PathBuf::from);
         let script = format!(
             r#"
 import sys, time, llama_cpp
@@ -243,7 +272,11 @@ for line in sys.stdin:
             let _ = child.kill();
             return None;
         }
-        Some(Self { child, out, version })
+        Some(Self {
+            child,
+            out,
+            version,
+        })
     }
 
     fn round(&mut self) -> Option<(f64, f64)> {

@@ -42,11 +42,19 @@ const TOL_QUANTIZED: f32 = 1.5;
 /// One step of a reference: llama.cpp's top-8 ids and logits.
 fn top8(step: &Value) -> (Vec<u32>, Vec<f32>) {
     let l = step["top_logits"].as_array().expect("logits");
-    (ids(&step["top_ids"]), l.iter().map(|v| v.as_f64().expect("logit") as f32).collect())
+    (
+        ids(&step["top_ids"]),
+        l.iter()
+            .map(|v| v.as_f64().expect("logit") as f32)
+            .collect(),
+    )
 }
 
 fn max_delta(ours: &[f32], top: &[u32], top_l: &[f32]) -> f32 {
-    top.iter().zip(top_l).map(|(&i, &l)| (ours[i as usize] - l).abs()).fold(0.0, f32::max)
+    top.iter()
+        .zip(top_l)
+        .map(|(&i, &l)| (ours[i as usize] - l).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Greedy decoding from llama.cpp's prompt ids, compared with its 64 greedy tokens (`run`:
@@ -64,7 +72,10 @@ fn greedy_rule(engine: &Engine<'_>, name: &str, prompt: &[u32], run: &Value, tol
     for (i, (step, &w)) in steps.iter().zip(&want).enumerate() {
         let (top, top_l) = top8(step);
         max_d = max_d.max(max_delta(&logits, &top, &top_l));
-        assert!(max_d < tol, "{name}: step {i}: max |Δlogit| {max_d} ≥ tolerance {tol}");
+        assert!(
+            max_d < tol,
+            "{name}: step {i}: max |Δlogit| {max_d} ≥ tolerance {tol}"
+        );
         let got = argmax(&logits);
         if got != w {
             let gap = top_l[0] - top_l[1];
@@ -79,7 +90,10 @@ fn greedy_rule(engine: &Engine<'_>, name: &str, prompt: &[u32], run: &Value, tol
         }
         logits = s.step(got).expect("step");
     }
-    println!("{name}: all {} tokens equal, max |Δlogit| {max_d:.6} (tolerance {tol})", want.len());
+    println!(
+        "{name}: all {} tokens equal, max |Δlogit| {max_d:.6} (tolerance {tol})",
+        want.len()
+    );
     max_d
 }
 
@@ -100,11 +114,19 @@ fn teacher_forced(engine: &Engine<'_>, name: &str, prompt: &[u32], run: &Value, 
         max_d = max_d.max(max_delta(ours, &top, &top_l));
         if top_l[0] - top_l[1] > 2.0 * tol {
             checked += 1;
-            assert_eq!(argmax(ours), w, "{name}: step {i}: argmax differs where llama.cpp's top-2 gap is {}", top_l[0] - top_l[1]);
+            assert_eq!(
+                argmax(ours),
+                w,
+                "{name}: step {i}: argmax differs where llama.cpp's top-2 gap is {}",
+                top_l[0] - top_l[1]
+            );
         }
     }
     println!("{name}: teacher-forced, max |Δlogit| {max_d:.4} (tolerance {tol}), argmax equal at all {checked} steps with gap > 2·tol");
-    assert!(max_d < tol, "{name}: max |Δlogit| {max_d} ≥ tolerance {tol}");
+    assert!(
+        max_d < tol,
+        "{name}: max |Δlogit| {max_d} ≥ tolerance {tol}"
+    );
     max_d
 }
 
@@ -155,7 +177,11 @@ fn gemma3_real_model_is_refused_by_name() {
 #[ignore = "debug"]
 fn debug_dump_eval_all() {
     let path = std::env::var("DBG_MODEL").unwrap();
-    let toks: Vec<u32> = std::env::var("DBG_IDS").unwrap().split(',').map(|s| s.parse().unwrap()).collect();
+    let toks: Vec<u32> = std::env::var("DBG_IDS")
+        .unwrap()
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
     let model = Model::open(Path::new(&path)).unwrap();
     let engine = Engine::new(&model, 2).unwrap();
     let mut s = engine.session(512);
@@ -172,10 +198,20 @@ fn debug_matvec_speed() {
     use apr_qa::infer::kernels::{pool::Pool, Matrix, SimdLevel};
     let model = Model::open(&real_model(QWEN)).unwrap();
     let pool = Pool::new(1);
-    for name in ["blk.0.ffn_gate.weight", "blk.0.attn_v.weight", "output.weight", "blk.0.ffn_down.weight", "blk.2.ffn_down.weight"] {
+    for name in [
+        "blk.0.ffn_gate.weight",
+        "blk.0.attn_v.weight",
+        "output.weight",
+        "blk.0.ffn_down.weight",
+        "blk.2.ffn_down.weight",
+    ] {
         let t = model.tensor(name).unwrap();
         let heap = model.tensor_data(t).to_vec();
-        let data: &[u8] = if std::env::var_os("DBG_HEAP").is_some() { &heap } else { model.tensor_data(t) };
+        let data: &[u8] = if std::env::var_os("DBG_HEAP").is_some() {
+            &heap
+        } else {
+            model.tensor_data(t)
+        };
         let m = Matrix::new(name, t.dtype, t.ne[0] as usize, t.ne[1] as usize, data).unwrap();
         let x: Vec<f32> = (0..m.n_in()).map(|i| (i as f32 * 0.37).sin()).collect();
         let mut y = vec![0f32; m.n_out()];
@@ -187,7 +223,13 @@ fn debug_matvec_speed() {
                 best = best.min(t0.elapsed().as_secs_f64());
             }
             let n = (m.n_in() * m.n_out()) as f64;
-            println!("{name} {:?} {level}: {:.3} ms, {:.3} ns/weight, {:.1} GB/s", t.dtype, best * 1e3, best * 1e9 / n, t.n_bytes as f64 / best / 1e9);
+            println!(
+                "{name} {:?} {level}: {:.3} ms, {:.3} ns/weight, {:.1} GB/s",
+                t.dtype,
+                best * 1e3,
+                best * 1e9 / n,
+                t.n_bytes as f64 / best / 1e9
+            );
         }
     }
 }
@@ -205,7 +247,10 @@ fn debug_bandwidth() {
         for _ in 0..10 {
             let t0 = std::time::Instant::now();
             for c in data.chunks_exact(64) {
-                acc = acc.wrapping_add(u64::from_le_bytes(c[..8].try_into().unwrap()) ^ u64::from_le_bytes(c[32..40].try_into().unwrap()));
+                acc = acc.wrapping_add(
+                    u64::from_le_bytes(c[..8].try_into().unwrap())
+                        ^ u64::from_le_bytes(c[32..40].try_into().unwrap()),
+                );
             }
             best = best.min(t0.elapsed().as_secs_f64());
         }

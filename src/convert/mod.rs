@@ -11,13 +11,13 @@
 pub mod apr_meta;
 pub mod diff;
 pub mod fingerprint;
-pub mod requant;
 pub mod hf_config;
 pub mod hf_export;
 pub mod hf_import;
 pub mod hf_rows;
 pub mod hf_tokenizer;
 pub mod hf_tokenizer_import;
+pub mod requant;
 pub mod validate;
 pub mod values;
 
@@ -166,14 +166,21 @@ pub fn convert(
 /// GGUF written beside the output).
 fn open_input(input: &Path, output: &Path) -> Result<Model, ConvertError> {
     if hf_import::is_hf_dir(input) {
-        let scratch = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let scratch = output
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         return hf_import::open_hf_dir(input, scratch);
     }
     Ok(Model::open(input)?)
 }
 
 /// HF export of `model` into the directory `output`, reported like any conversion.
-fn export_hf_report(model: &Model, output: &Path, dtype: DtypeChoice) -> Result<ConvertReport, ConvertError> {
+fn export_hf_report(
+    model: &Model,
+    output: &Path,
+    dtype: DtypeChoice,
+) -> Result<ConvertReport, ConvertError> {
     let r = hf_export::export_hf(model, output, hf_export::HfDtype::from_choice(dtype)?)?;
     Ok(ConvertReport {
         n_tensors: r.tensors.len(),
@@ -211,6 +218,15 @@ pub fn write_model(
     let mut data = |i: usize, w: &mut dyn std::io::Write| -> std::io::Result<()> {
         plan.write_tensor(model, i, w)
     };
+    let carried = || {
+        Carried::of(
+            &metadata,
+            &tensors,
+            model.alignment,
+            model.gguf_version,
+            &model.original_format,
+        )
+    };
     match to {
         Target::Gguf => {
             let specs: Vec<GgufTensorSpec> = tensors
@@ -225,46 +241,27 @@ pub fn write_model(
                 .map_err(|e| write_err(output, e))?;
         }
         Target::Apr => {
-            let arch = model.arch().unwrap_or_default().to_string();
-            let names: Vec<String> = tensors
-                .iter()
-                .map(|t| storage_name(&arch, &t.name))
-                .collect();
-            let dims: Vec<Vec<u64>> = tensors.iter().map(Tensor::shape).collect();
+            let (names, shapes) = stored_layout(model, &tensors);
             let specs: Vec<AprTensorSpec> = tensors
                 .iter()
-                .zip(&names)
-                .zip(&dims)
-                .map(|((t, n), d)| AprTensorSpec {
+                .zip(names.iter().zip(&shapes))
+                .map(|(t, (n, d))| AprTensorSpec {
                     name: n,
                     dtype: AprDtype::Ggml(t.dtype),
                     dims: d,
                 })
                 .collect();
             let mut md = apr_meta::typed_metadata(&metadata, &tensors);
-            Carried::of(
-                &metadata,
-                &tensors,
-                model.alignment,
-                model.gguf_version,
-                &model.original_format,
-            )
-            .insert_json(&mut md);
+            carried().insert_json(&mut md);
             add_apr_qa_keys(&mut md);
             write_apr(output, &md, &specs, &mut data).map_err(|e| write_err(output, e))?;
         }
         Target::Safetensors => {
-            let arch = model.arch().unwrap_or_default().to_string();
-            let names: Vec<String> = tensors
-                .iter()
-                .map(|t| storage_name(&arch, &t.name))
-                .collect();
-            let shapes: Vec<Vec<u64>> = tensors.iter().map(Tensor::shape).collect();
+            let (names, shapes) = stored_layout(model, &tensors);
             let specs: Vec<StTensorSpec> = tensors
                 .iter()
-                .zip(&names)
-                .zip(&shapes)
-                .map(|((t, n), s)| StTensorSpec {
+                .zip(names.iter().zip(&shapes))
+                .map(|(t, (n, s))| StTensorSpec {
                     name: n,
                     dtype: StDtype::Ggml(t.dtype),
                     shape: s,
@@ -272,14 +269,7 @@ pub fn write_model(
                 .collect();
             let mut md: IndexMap<String, String> = IndexMap::new();
             md.insert("format".into(), "pt".into());
-            Carried::of(
-                &metadata,
-                &tensors,
-                model.alignment,
-                model.gguf_version,
-                &model.original_format,
-            )
-            .insert_strings(&mut md);
+            carried().insert_strings(&mut md);
             write_safetensors(output, &md, &specs, &mut data).map_err(|e| write_err(output, e))?;
         }
         Target::Hf => return export_hf_report(model, output, dtype),
@@ -287,6 +277,19 @@ pub fn write_model(
     report.changes = plan.take_changes();
     report.out_bytes = std::fs::metadata(output).map(|m| m.len()).unwrap_or(0);
     Ok(report)
+}
+
+/// Names and row-major shapes of `tensors` inside APR / SafeTensors: HF names for qwen2, GGUF
+/// names otherwise (see `formats::names`).
+fn stored_layout(model: &Model, tensors: &[Tensor]) -> (Vec<String>, Vec<Vec<u64>>) {
+    let arch = model.arch().unwrap_or_default();
+    (
+        tensors
+            .iter()
+            .map(|t| storage_name(arch, &t.name))
+            .collect(),
+        tensors.iter().map(Tensor::shape).collect(),
+    )
 }
 
 /// Dtypes a `--dtype` choice may name (for messages).

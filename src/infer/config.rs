@@ -201,13 +201,18 @@ impl Config {
             }
         };
         if !(rope_base.is_finite() && rope_base > 0.0) {
-            return Err(meta_err(&key_base, format!("{rope_base} is not a positive number")));
+            return Err(meta_err(
+                &key_base,
+                format!("{rope_base} is not a positive number"),
+            ));
         }
         let n_ctx_train = opt_usize(model, &format!("{a}.context_length"))?;
-        let embd = model.tensor("token_embd.weight").ok_or_else(|| InferError::Tensor {
-            tensor: "token_embd.weight".into(),
-            detail: "missing".into(),
-        })?;
+        let embd = model
+            .tensor("token_embd.weight")
+            .ok_or_else(|| InferError::Tensor {
+                tensor: "token_embd.weight".into(),
+                detail: "missing".into(),
+            })?;
         let n_vocab = embd
             .ne
             .get(1)
@@ -216,7 +221,11 @@ impl Config {
                 tensor: "token_embd.weight".into(),
                 detail: format!("shape {:?} has no row count", embd.ne),
             })?;
-        for (name, v) in [("block_count", n_layer), ("embedding_length", n_embd), ("feed_forward_length", n_ff)] {
+        for (name, v) in [
+            ("block_count", n_layer),
+            ("embedding_length", n_embd),
+            ("feed_forward_length", n_ff),
+        ] {
             if v == 0 {
                 return Err(meta_err(&format!("{a}.{name}"), "is 0".into()));
             }
@@ -263,7 +272,12 @@ fn opt_usize(model: &Model, key: &str) -> Result<Option<usize>, InferError> {
             .as_u64()
             .and_then(|u| usize::try_from(u).ok())
             .map(Some)
-            .ok_or_else(|| meta_err(key, format!("expected an unsigned integer, found {}", v.describe()))),
+            .ok_or_else(|| {
+                meta_err(
+                    key,
+                    format!("expected an unsigned integer, found {}", v.describe()),
+                )
+            }),
     }
 }
 

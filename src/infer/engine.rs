@@ -55,7 +55,13 @@ pub struct Engine<'a> {
 impl<'a> Engine<'a> {
     /// An engine over `model` with `threads` threads (0 = all cores) and the best SIMD level.
     pub fn new(model: &'a Model, threads: usize) -> Result<Self, InferError> {
-        Self::with_options(model, EngineOptions { threads, simd: None })
+        Self::with_options(
+            model,
+            EngineOptions {
+                threads,
+                simd: None,
+            },
+        )
     }
 
     /// An engine with explicit options. A SIMD level this CPU lacks is an error.
@@ -142,6 +148,7 @@ impl<'a> Engine<'a> {
             engine: self,
             kv: KvCache::new(c.n_layer, n_ctx.max(1), c.kv_dim()),
             n_past: 0,
+            bufs: Default::default(),
         }
     }
 }
@@ -169,7 +176,10 @@ fn refuse_unsupported_rope(model: &Model, c: &Config) -> Result<(), InferError> 
 }
 
 fn dims(t: &Tensor) -> Vec<usize> {
-    let mut d: Vec<usize> = t.ne.iter().map(|&v| usize::try_from(v).unwrap_or(usize::MAX)).collect();
+    let mut d: Vec<usize> =
+        t.ne.iter()
+            .map(|&v| usize::try_from(v).unwrap_or(usize::MAX))
+            .collect();
     while d.len() > 1 && d.last() == Some(&1) {
         d.pop();
     }
@@ -184,7 +194,12 @@ fn get<'m>(model: &'m Model, name: &str) -> Result<&'m Tensor, InferError> {
 }
 
 /// A weight matrix `[n_out, n_in]` (GGUF `ne = [n_in, n_out]`).
-fn matrix<'a>(model: &'a Model, name: &str, n_in: usize, n_out: usize) -> Result<Matrix<'a>, InferError> {
+fn matrix<'a>(
+    model: &'a Model,
+    name: &str,
+    n_in: usize,
+    n_out: usize,
+) -> Result<Matrix<'a>, InferError> {
     let t = get(model, name)?;
     let d = dims(t);
     if d != [n_in, n_out] {
@@ -193,7 +208,13 @@ fn matrix<'a>(model: &'a Model, name: &str, n_in: usize, n_out: usize) -> Result
             detail: format!("ne {:?}, expected [{n_in}, {n_out}]", t.ne),
         });
     }
-    Ok(Matrix::new(name, t.dtype, n_in, n_out, model.tensor_data(t))?)
+    Ok(Matrix::new(
+        name,
+        t.dtype,
+        n_in,
+        n_out,
+        model.tensor_data(t),
+    )?)
 }
 
 /// A 1-d tensor of `n` values, dequantized (norm weights and biases are small).
@@ -207,7 +228,10 @@ fn vector(model: &Model, name: &str, n: usize) -> Result<Vec<f32>, InferError> {
         return Err(err(format!("ne {:?}, expected [{n}]", t.ne)));
     }
     if !can_dequantize(t.dtype) {
-        return Err(err(format!("dtype {} is not supported for inference", t.dtype)));
+        return Err(err(format!(
+            "dtype {} is not supported for inference",
+            t.dtype
+        )));
     }
     let mut out = vec![0f32; n];
     dequantize(t.dtype, model.tensor_data(t), &mut out).map_err(|e| err(e.to_string()))?;
@@ -227,6 +251,7 @@ pub struct Session<'e> {
     pub(crate) engine: &'e Engine<'e>,
     pub(crate) kv: KvCache,
     pub(crate) n_past: usize,
+    pub(crate) bufs: super::forward::Buffers,
 }
 
 impl Session<'_> {

@@ -28,8 +28,10 @@ pub(crate) enum Logits {
     All,
 }
 
-/// Activations of one chunk.
-struct Buffers {
+/// Activations of one chunk, kept by the session between calls (every element is written before
+/// it is read, so they are never cleared).
+#[derive(Debug, Default)]
+pub(crate) struct Buffers {
     x: Vec<f32>,
     h: Vec<f32>,
     q: Vec<f32>,
@@ -43,13 +45,22 @@ struct Buffers {
 }
 
 impl Session<'_> {
-    pub(crate) fn forward(&mut self, tokens: &[u32], which: Logits) -> Result<Vec<Vec<f32>>, InferError> {
+    pub(crate) fn forward(
+        &mut self,
+        tokens: &[u32],
+        which: Logits,
+    ) -> Result<Vec<Vec<f32>>, InferError> {
         if tokens.is_empty() {
-            return Err(InferError::Empty { what: "the forward pass" });
+            return Err(InferError::Empty {
+                what: "the forward pass",
+            });
         }
         let n_vocab = self.engine.config().n_vocab;
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
-            return Err(InferError::BadToken { token: bad, n_vocab });
+            return Err(InferError::BadToken {
+                token: bad,
+                n_vocab,
+            });
         }
         let needed = self.n_past + tokens.len();
         if needed > self.kv.n_ctx() {
@@ -78,27 +89,50 @@ impl Session<'_> {
     }
 
     /// Runs one chunk at positions `n_past..`, appending the wanted logits to `out`.
-    fn chunk(&mut self, tokens: &[u32], logits: Option<(Logits, &mut Vec<Vec<f32>>)>) -> Result<(), InferError> {
+    fn chunk(
+        &mut self,
+        tokens: &[u32],
+        logits: Option<(Logits, &mut Vec<Vec<f32>>)>,
+    ) -> Result<(), InferError> {
+        let c = self.engine.config();
+        let n = tokens.len();
+        let (ne, nq, nkv, nff) = (c.n_embd, c.q_dim(), c.kv_dim(), c.n_ff);
+        let half = c.n_rot / 2;
+        let mut b = std::mem::take(&mut self.bufs);
+        for (v, len) in [
+            (&mut b.x, n * ne),
+            (&mut b.h, n * ne),
+            (&mut b.q, n * nq),
+            (&mut b.k, n * nkv),
+            (&mut b.v, n * nkv),
+            (&mut b.attn, n * nq),
+            (&mut b.gate, n * nff),
+            (&mut b.up, n * nff),
+            (&mut b.cos, n * half),
+            (&mut b.sin, n * half),
+        ] {
+            v.resize(len, 0.0);
+        }
+        let r = self.chunk_with(tokens, logits, &mut b);
+        self.bufs = b;
+        r
+    }
+
+    fn chunk_with(
+        &mut self,
+        tokens: &[u32],
+        logits: Option<(Logits, &mut Vec<Vec<f32>>)>,
+        b: &mut Buffers,
+    ) -> Result<(), InferError> {
         let e = self.engine;
         let c = e.config();
         let (level, pool) = (e.simd_level(), e.pool());
         let n = tokens.len();
-        let (ne, nq, nkv, nff) = (c.n_embd, c.q_dim(), c.kv_dim(), c.n_ff);
+        let ne = c.n_embd;
         let half = c.n_rot / 2;
-        let mut b = Buffers {
-            x: vec![0f32; n * ne],
-            h: vec![0f32; n * ne],
-            q: vec![0f32; n * nq],
-            k: vec![0f32; n * nkv],
-            v: vec![0f32; n * nkv],
-            attn: vec![0f32; n * nq],
-            gate: vec![0f32; n * nff],
-            up: vec![0f32; n * nff],
-            cos: vec![0f32; n * half],
-            sin: vec![0f32; n * half],
-        };
         for (t, &tok) in tokens.iter().enumerate() {
-            e.token_embd.decode_row(level, tok as usize, &mut b.x[t * ne..(t + 1) * ne])?;
+            e.token_embd
+                .decode_row(level, tok as usize, &mut b.x[t * ne..(t + 1) * ne])?;
             let pos = self.n_past + t;
             rope_cache(
                 pos,
@@ -109,12 +143,25 @@ impl Session<'_> {
             );
         }
         for (il, layer) in e.layers.iter().enumerate() {
-            self.attention_block(il, layer, n, &mut b);
+            self.attention_block(il, layer, n, b);
             // Feed-forward.
             for t in 0..n {
-                rms_norm(&b.x[t * ne..(t + 1) * ne], &layer.ffn_norm, c.rms_eps, &mut b.h[t * ne..(t + 1) * ne]);
+                rms_norm(
+                    &b.x[t * ne..(t + 1) * ne],
+                    &layer.ffn_norm,
+                    c.rms_eps,
+                    &mut b.h[t * ne..(t + 1) * ne],
+                );
             }
-            matmul2(e, &layer.w_gate, &mut b.gate, &layer.w_up, &mut b.up, &b.h, n);
+            matmul2(
+                e,
+                &layer.w_gate,
+                &mut b.gate,
+                &layer.w_up,
+                &mut b.up,
+                &b.h,
+                n,
+            );
             {
                 let g = SharedOut::new(&mut b.gate);
                 let up = &b.up;
@@ -136,15 +183,25 @@ impl Session<'_> {
             Logits::Last => n - 1,
         };
         for t in first..n {
-            rms_norm(&b.x[t * ne..(t + 1) * ne], &e.output_norm, c.rms_eps, &mut b.h[t * ne..(t + 1) * ne]);
+            rms_norm(
+                &b.x[t * ne..(t + 1) * ne],
+                &e.output_norm,
+                c.rms_eps,
+                &mut b.h[t * ne..(t + 1) * ne],
+            );
         }
         let nv = c.n_vocab;
         let mut t0 = first;
         while t0 < n {
             let m = LOGITS_CHUNK.min(n - t0);
             let mut l = vec![0f32; m * nv];
-            e.output.matmul(pool, level, &b.h[t0 * ne..(t0 + m) * ne], m, &mut l);
-            out.extend(l.chunks_exact(nv).map(<[f32]>::to_vec));
+            e.output
+                .matmul(pool, level, &b.h[t0 * ne..(t0 + m) * ne], m, &mut l);
+            if m == 1 {
+                out.push(l);
+            } else {
+                out.extend(l.chunks_exact(nv).map(<[f32]>::to_vec));
+            }
             t0 += m;
         }
         self.n_past += n;
@@ -159,14 +216,22 @@ impl Session<'_> {
         let (ne, nq, nkv, hd) = (c.n_embd, c.q_dim(), c.kv_dim(), c.head_dim);
         let half = c.n_rot / 2;
         for t in 0..n {
-            rms_norm(&b.x[t * ne..(t + 1) * ne], &layer.attn_norm, c.rms_eps, &mut b.h[t * ne..(t + 1) * ne]);
+            rms_norm(
+                &b.x[t * ne..(t + 1) * ne],
+                &layer.attn_norm,
+                c.rms_eps,
+                &mut b.h[t * ne..(t + 1) * ne],
+            );
         }
         matmul3(e, layer, b, n);
         for t in 0..n {
             add_bias(&mut b.q[t * nq..(t + 1) * nq], layer.bq.as_deref());
             add_bias(&mut b.k[t * nkv..(t + 1) * nkv], layer.bk.as_deref());
             add_bias(&mut b.v[t * nkv..(t + 1) * nkv], layer.bv.as_deref());
-            let (cs, sn) = (&b.cos[t * half..(t + 1) * half], &b.sin[t * half..(t + 1) * half]);
+            let (cs, sn) = (
+                &b.cos[t * half..(t + 1) * half],
+                &b.sin[t * half..(t + 1) * half],
+            );
             for head in b.q[t * nq..(t + 1) * nq].chunks_exact_mut(hd) {
                 rope(c.rope_style, head, c.n_rot, cs, sn);
             }
@@ -202,7 +267,12 @@ impl Session<'_> {
                 let o = unsafe { out.slice(start..start + hd) };
                 o.fill(0.0);
                 for (j, &p) in s.iter().enumerate() {
-                    axpy(level, p, &values[j * nkv + g * hd..j * nkv + (g + 1) * hd], o);
+                    axpy(
+                        level,
+                        p,
+                        &values[j * nkv + g * hd..j * nkv + (g + 1) * hd],
+                        o,
+                    );
                 }
             }
         });
@@ -227,7 +297,11 @@ fn add_in_place(x: &mut [f32], y: &[f32]) {
 fn matmul3(e: &super::engine::Engine<'_>, layer: &Layer<'_>, b: &mut Buffers, n: usize) {
     multi(
         e,
-        vec![(&layer.wq, &mut b.q), (&layer.wk, &mut b.k), (&layer.wv, &mut b.v)],
+        vec![
+            (&layer.wq, &mut b.q),
+            (&layer.wk, &mut b.k),
+            (&layer.wv, &mut b.v),
+        ],
         &b.h,
         n,
     );
@@ -248,8 +322,10 @@ fn matmul2(
 
 /// Products of several matrices with the same input `x` (`n` tokens) in one pool job.
 fn multi(e: &super::engine::Engine<'_>, jobs: Vec<(&Matrix<'_>, &mut [f32])>, x: &[f32], n: usize) {
-    let outs: Vec<(&Matrix<'_>, SharedOut<'_>)> =
-        jobs.into_iter().map(|(m, o)| (m, SharedOut::new(o))).collect();
+    let outs: Vec<(&Matrix<'_>, SharedOut<'_>)> = jobs
+        .into_iter()
+        .map(|(m, o)| (m, SharedOut::new(o)))
+        .collect();
     let level = e.simd_level();
     e.pool().run(&|i, m| {
         for (mat, out) in &outs {

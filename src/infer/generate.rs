@@ -61,7 +61,14 @@ pub fn generate(
     sampler: &Sampler,
     stop: &dyn Fn(u32) -> bool,
 ) -> Result<GenerateOutput, InferError> {
-    generate_with(session, prompt, max_tokens, sampler, stop, GenerateOptions::default())
+    generate_with(
+        session,
+        prompt,
+        max_tokens,
+        sampler,
+        stop,
+        GenerateOptions::default(),
+    )
 }
 
 /// [`generate`] with options.

@@ -174,7 +174,9 @@ mod tests {
 
     #[test]
     fn sampling_is_deterministic_per_seed() {
-        let logits: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 1000) as f32 / 100.0).collect();
+        let logits: Vec<f32> = (0..1000)
+            .map(|i| ((i * 7919) % 1000) as f32 / 100.0)
+            .collect();
         let s = Sampler {
             temperature: 1.5,
             top_k: 50,
@@ -183,7 +185,9 @@ mod tests {
         };
         let draw = |s: &Sampler| {
             let mut rng = s.rng();
-            (0..64).map(|_| s.sample(&logits, &mut rng)).collect::<Vec<_>>()
+            (0..64)
+                .map(|_| s.sample(&logits, &mut rng))
+                .collect::<Vec<_>>()
         };
         let a = draw(&s);
         assert_eq!(a, draw(&s));

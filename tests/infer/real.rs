@@ -19,7 +19,10 @@ const REFS: &str = "qwen2.5-coder-0.5b-q4_k_m.json";
 fn prompts() -> Vec<Vec<u32>> {
     let r = refs(REFS);
     let p = r["prompts"].as_array().expect("prompts");
-    [0, 4, 5].iter().map(|&i| ids(&p[i]["prompt_ids"])).collect()
+    [0, 4, 5]
+        .iter()
+        .map(|&i| ids(&p[i]["prompt_ids"]))
+        .collect()
 }
 
 /// Logits at every prompt position, then after 4 greedy decode steps (matvec path).
@@ -37,7 +40,11 @@ fn logits(model: &Model, threads: usize, prompt: &[u32]) -> Vec<Vec<f32>> {
 fn assert_identical(a: &[Vec<f32>], b: &[Vec<f32>], what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: positions");
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        let diff = x.iter().zip(y).filter(|(p, q)| p.to_bits() != q.to_bits()).count();
+        let diff = x
+            .iter()
+            .zip(y)
+            .filter(|(p, q)| p.to_bits() != q.to_bits())
+            .count();
         assert_eq!(diff, 0, "{what}: position {i}: {diff} logits differ");
     }
 }
@@ -49,14 +56,27 @@ fn qwen_q4_k_m_and_its_f32_export_give_identical_logits() {
     let src = real_model(QWEN);
     let dir = tempfile::tempdir().expect("temp dir");
     let f32_path = dir.path().join("qwen-f32.gguf");
-    convert(&src, &f32_path, Target::Gguf, DtypeChoice::To(GgmlType::F32)).expect("F32 export");
-    let (q, f) = (Model::open(&src).expect("open"), Model::open(&f32_path).expect("open export"));
+    convert(
+        &src,
+        &f32_path,
+        Target::Gguf,
+        DtypeChoice::To(GgmlType::F32),
+    )
+    .expect("F32 export");
+    let (q, f) = (
+        Model::open(&src).expect("open"),
+        Model::open(&f32_path).expect("open export"),
+    );
     assert!(f.tensors.iter().all(|t| t.dtype == GgmlType::F32));
     for (i, p) in prompts().iter().enumerate() {
         let a = logits(&q, 2, p);
         let b = logits(&f, 2, p);
         assert_identical(&a, &b, &format!("prompt {i}: Q4_K_M vs F32 export"));
-        println!("prompt {i}: {} positions × {} logits bit-identical", a.len(), a[0].len());
+        println!(
+            "prompt {i}: {} positions × {} logits bit-identical",
+            a.len(),
+            a[0].len()
+        );
     }
 }
 
@@ -68,7 +88,11 @@ fn qwen_logits_do_not_depend_on_thread_count() {
     for (i, p) in prompts().iter().enumerate() {
         let one = logits(&q, 1, p);
         for threads in [2, 4] {
-            assert_identical(&logits(&q, threads, p), &one, &format!("prompt {i}: {threads} threads vs 1"));
+            assert_identical(
+                &logits(&q, threads, p),
+                &one,
+                &format!("prompt {i}: {threads} threads vs 1"),
+            );
         }
     }
 }
@@ -122,8 +146,15 @@ fn qwen_anonymous_memory_stays_below_kv_cache_plus_100_mb() {
             .expect("run child");
         let text = String::from_utf8_lossy(&out.stdout);
         println!("{text}");
-        assert!(out.status.success(), "child failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
-        assert!(text.contains("1 passed"), "child did not run the test:\n{text}");
+        assert!(
+            out.status.success(),
+            "child failed:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("1 passed"),
+            "child did not run the test:\n{text}"
+        );
         return;
     }
     let model = Model::open(&real_model(QWEN)).expect("open");
@@ -150,6 +181,9 @@ fn qwen_anonymous_memory_stays_below_kv_cache_plus_100_mb() {
     });
     let peak_mb = peak as f64 * 1024.0 / 1e6;
     println!("peak RssAnon {peak_mb:.1} MB; KV cache (4096 positions, full) {kv_mb:.1} MB; limit {:.1} MB", kv_mb + 100.0);
-    assert!(peak_mb < kv_mb + 100.0, "RssAnon {peak_mb:.1} MB ≥ KV {kv_mb:.1} MB + 100 MB");
+    assert!(
+        peak_mb < kv_mb + 100.0,
+        "RssAnon {peak_mb:.1} MB ≥ KV {kv_mb:.1} MB + 100 MB"
+    );
     let _ = Path::new("");
 }

@@ -46,7 +46,10 @@ pub fn tiny(arch: &str, tied: bool, seed: u64) -> Tiny {
     let a = arch;
     let kv = |k: &str, v: GgufValue| (format!("{a}.{k}"), v);
     let meta = vec![
-        ("general.architecture".to_string(), GgufValue::String(arch.as_bytes().to_vec())),
+        (
+            "general.architecture".to_string(),
+            GgufValue::String(arch.as_bytes().to_vec()),
+        ),
         kv("block_count", GgufValue::U32(2)),
         kv("context_length", GgufValue::U32(256)),
         kv("embedding_length", GgufValue::U32(N_EMBD as u32)),
@@ -65,8 +68,24 @@ pub fn tiny(arch: &str, tied: bool, seed: u64) -> Tiny {
         0.0,
     )];
     let layer_types = [
-        [GgmlType::Q4_K, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q6_K, GgmlType::Q4_1, GgmlType::Q5_K, GgmlType::Q4_0],
-        [GgmlType::F16, GgmlType::Q5_1, GgmlType::Q3_K, GgmlType::Q2_K, GgmlType::BF16, GgmlType::F32, GgmlType::Q4_K],
+        [
+            GgmlType::Q4_K,
+            GgmlType::Q5_0,
+            GgmlType::Q8_0,
+            GgmlType::Q6_K,
+            GgmlType::Q4_1,
+            GgmlType::Q5_K,
+            GgmlType::Q4_0,
+        ],
+        [
+            GgmlType::F16,
+            GgmlType::Q5_1,
+            GgmlType::Q3_K,
+            GgmlType::Q2_K,
+            GgmlType::BF16,
+            GgmlType::F32,
+            GgmlType::Q4_K,
+        ],
     ];
     for (l, ty) in layer_types.iter().enumerate() {
         let n = |s: &str| format!("blk.{l}.{s}");
@@ -79,15 +98,33 @@ pub fn tiny(arch: &str, tied: bool, seed: u64) -> Tiny {
             t.push((n("attn_k.bias"), vec![KV_DIM], GgmlType::F32, 0.5, 0.0));
             t.push((n("attn_v.bias"), vec![KV_DIM], GgmlType::F32, 0.5, 0.0));
         }
-        t.push((n("attn_output.weight"), vec![N_EMBD, N_EMBD], ty[3], 0.1, 0.0));
+        t.push((
+            n("attn_output.weight"),
+            vec![N_EMBD, N_EMBD],
+            ty[3],
+            0.1,
+            0.0,
+        ));
         t.push((n("ffn_norm.weight"), vec![N_EMBD], GgmlType::F32, 0.2, 1.0));
         t.push((n("ffn_gate.weight"), vec![N_EMBD, N_FF], ty[4], 0.15, 0.0));
         t.push((n("ffn_up.weight"), vec![N_EMBD, N_FF], ty[5], 0.15, 0.0));
         t.push((n("ffn_down.weight"), vec![N_FF, N_EMBD], ty[6], 0.1, 0.0));
     }
-    t.push(("output_norm.weight".into(), vec![N_EMBD], GgmlType::F32, 0.2, 1.0));
+    t.push((
+        "output_norm.weight".into(),
+        vec![N_EMBD],
+        GgmlType::F32,
+        0.2,
+        1.0,
+    ));
     if !tied {
-        t.push(("output.weight".into(), vec![N_EMBD, N_VOCAB], GgmlType::Q6_K, 0.3, 0.0));
+        t.push((
+            "output.weight".into(),
+            vec![N_EMBD, N_VOCAB],
+            GgmlType::Q6_K,
+            0.3,
+            0.0,
+        ));
     }
     let data: Vec<Vec<u8>> = t
         .iter()
@@ -102,9 +139,14 @@ pub fn tiny(arch: &str, tied: bool, seed: u64) -> Tiny {
         .collect();
     let specs: Vec<GgufTensorSpec<'_>> = t
         .iter()
-        .map(|(name, ne, dt, _, _)| GgufTensorSpec { name, ne, dtype: *dt })
+        .map(|(name, ne, dt, _, _)| GgufTensorSpec {
+            name,
+            ne,
+            dtype: *dt,
+        })
         .collect();
-    write_gguf(&path, 3, &meta, &specs, &mut |i, w| w.write_all(&data[i])).expect("write tiny gguf");
+    write_gguf(&path, 3, &meta, &specs, &mut |i, w| w.write_all(&data[i]))
+        .expect("write tiny gguf");
     Tiny { _dir: dir, path }
 }
 
@@ -124,7 +166,10 @@ fn assert_bits_eq(a: &[Vec<f32>], b: &[Vec<f32>], what: &str) {
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         assert_eq!(x.len(), y.len(), "{what}: vocab");
         for (j, (p, q)) in x.iter().zip(y).enumerate() {
-            assert!(p.to_bits() == q.to_bits(), "{what}: position {i} token {j}: {p} vs {q}");
+            assert!(
+                p.to_bits() == q.to_bits(),
+                "{what}: position {i} token {j}: {p} vs {q}"
+            );
         }
     }
 }
@@ -145,7 +190,11 @@ fn tiny_quantized_and_f32_export_give_identical_logits() {
         assert!(a.iter().flatten().all(|v| v.is_finite()));
         let spread = a[0].iter().fold(0f32, |m, v| m.max(v.abs()));
         assert!(spread > 0.1, "{arch}: logits are degenerate ({spread})");
-        assert_bits_eq(&a, &all_logits(&f, opts(2, None)), &format!("{arch} quantized vs F32 export"));
+        assert_bits_eq(
+            &a,
+            &all_logits(&f, opts(2, None)),
+            &format!("{arch} quantized vs F32 export"),
+        );
     }
 }
 
@@ -157,7 +206,11 @@ fn tiny_logits_do_not_depend_on_threads_or_simd_level() {
     for level in SimdLevel::all_available() {
         for threads in [1, 2, 3, 4] {
             let got = all_logits(&model, opts(threads, Some(level)));
-            assert_bits_eq(&got, &want, &format!("{level} × {threads} threads vs scalar × 1"));
+            assert_bits_eq(
+                &got,
+                &want,
+                &format!("{level} × {threads} threads vs scalar × 1"),
+            );
         }
     }
 }
@@ -189,12 +242,25 @@ fn tiny_context_overflow_names_both_numbers() {
     let e = Engine::new(&model, 1).expect("engine");
     let mut s = e.session(8);
     let err = s.prefill(&PROMPT).unwrap_err();
-    assert!(matches!(err, InferError::ContextFull { needed: 11, n_ctx: 8, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            InferError::ContextFull {
+                needed: 11,
+                n_ctx: 8,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let msg = err.to_string();
     assert!(msg.contains("11") && msg.contains('8'), "{msg}");
     let err = s.prefill(&[N_VOCAB as u32]).unwrap_err();
     assert!(matches!(err, InferError::BadToken { .. }), "{err:?}");
-    assert!(matches!(s.prefill(&[]).unwrap_err(), InferError::Empty { .. }));
+    assert!(matches!(
+        s.prefill(&[]).unwrap_err(),
+        InferError::Empty { .. }
+    ));
 }
 
 #[test]
@@ -202,7 +268,10 @@ fn gemma3_is_refused_by_name() {
     let m = tiny("gemma3", false, 15);
     let model = open(&m.path);
     let err = Engine::new(&model, 1).unwrap_err();
-    assert!(matches!(&err, InferError::UnsupportedArch { arch } if arch == "gemma3"), "{err:?}");
+    assert!(
+        matches!(&err, InferError::UnsupportedArch { arch } if arch == "gemma3"),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("gemma3"));
 }
 
@@ -212,11 +281,18 @@ fn unsupported_weight_dtype_names_tensor_and_dtype() {
     let model = open(&m.path);
     let mut bad = open(&m.path);
     // Same bytes, declared as I8: the engine must refuse it by name, not guess.
-    let i = bad.tensors.iter().position(|t| t.name == "blk.1.attn_q.weight").expect("tensor");
+    let i = bad
+        .tensors
+        .iter()
+        .position(|t| t.name == "blk.1.attn_q.weight")
+        .expect("tensor");
     bad.tensors[i].dtype = GgmlType::I8;
     bad.tensors[i].n_bytes = N_EMBD * N_EMBD;
     let err = Engine::new(&bad, 1).unwrap_err().to_string();
-    assert!(err.contains("blk.1.attn_q.weight") && err.contains("I8"), "{err}");
+    assert!(
+        err.contains("blk.1.attn_q.weight") && err.contains("I8"),
+        "{err}"
+    );
     drop(model);
 }
 
@@ -231,7 +307,8 @@ fn tiny_generation_is_seeded_and_stops() {
         top_p: 0.95,
         seed: 7,
     };
-    let run = |s: &Sampler| generate(&mut e.session(64), &PROMPT, 20, s, &|_| false).expect("generate");
+    let run =
+        |s: &Sampler| generate(&mut e.session(64), &PROMPT, 20, s, &|_| false).expect("generate");
     let a = run(&sampler);
     assert_eq!(a.tokens.len(), 20);
     assert_eq!(a.finish_reason, FinishReason::Length);
@@ -257,15 +334,27 @@ fn tiny_generation_is_seeded_and_stops() {
     }
     // A stop predicate ends generation and reports the token.
     let stop_at = g.tokens[3];
-    let s = generate(&mut e.session(64), &PROMPT, 8, &Sampler::greedy(), &|t| t == stop_at)
-        .expect("stop");
+    let s = generate(&mut e.session(64), &PROMPT, 8, &Sampler::greedy(), &|t| {
+        t == stop_at
+    })
+    .expect("stop");
     assert_eq!(s.finish_reason, FinishReason::Stop);
     assert_eq!(s.stop_token, Some(stop_at));
-    let first = g.tokens.iter().position(|&t| t == stop_at).expect("in tokens");
+    let first = g
+        .tokens
+        .iter()
+        .position(|&t| t == stop_at)
+        .expect("in tokens");
     assert_eq!(s.tokens, g.tokens[..first]);
     // A full context ends generation without an error.
-    let c = generate(&mut e.session(PROMPT.len() + 2), &PROMPT, 8, &Sampler::greedy(), &|_| false)
-        .expect("full context");
+    let c = generate(
+        &mut e.session(PROMPT.len() + 2),
+        &PROMPT,
+        8,
+        &Sampler::greedy(),
+        &|_| false,
+    )
+    .expect("full context");
     assert_eq!(c.finish_reason, FinishReason::ContextFull);
     assert_eq!(c.tokens.len(), 3);
 }

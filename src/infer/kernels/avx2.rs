@@ -2,7 +2,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2_decode::{Bf16, Dec256, Q4K, Q5K, Q6K, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, F32};
+use super::avx2_decode::{Bf16, Dec256, F16, F32, Q4K, Q4_0, Q4_1, Q5K, Q5_0, Q5_1, Q6K, Q8_0};
 use super::matrix::{Fast, TILE_ROWS, TILE_TOKENS};
 use super::LANES;
 
@@ -161,7 +161,7 @@ unsafe fn tile<const RG: usize, const TT: usize>(
     x: *const f32,
     ldx: usize,
     n16: usize,
-    out: &mut [[f32; LANES]; TILE_ROWS * TILE_TOKENS],
+    out: &mut [[[f32; LANES]; TT]; RG],
 ) {
     let mut acc = [[zero(); TT]; RG];
     for k in 0..n16 {
@@ -178,18 +178,20 @@ unsafe fn tile<const RG: usize, const TT: usize>(
             }
         }
     }
-    for (r, row) in acc.iter().enumerate() {
-        for (t, &a) in row.iter().enumerate() {
-            out[r * TILE_TOKENS + t] = lanes(a);
+    for (o, row) in out.iter_mut().zip(&acc) {
+        for (o, &a) in o.iter_mut().zip(row) {
+            *o = lanes(a);
         }
     }
 }
 
-/// Lanes of a tile of `rg` decoded rows × `tt` tokens; `out[r * TILE_TOKENS + t]`.
+/// The contract's dot products of a tile of `rg` decoded rows × `tt` tokens, each of length
+/// `n`; `out[r * TILE_TOKENS + t]`. The values past the last whole 16 are added to the lanes in
+/// scalar code.
 ///
 /// # Safety
 /// AVX2/FMA/F16C available; `w` holds `rg` rows of stride `ldw`, `x` `tt` rows of stride
-/// `ldx`, each with at least `n16 × 16` floats.
+/// `ldx`, each with at least `n` floats.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn gemm_tile(
     w: *const f32,
@@ -198,9 +200,10 @@ pub(super) unsafe fn gemm_tile(
     x: *const f32,
     ldx: usize,
     tt: usize,
-    n16: usize,
-    out: &mut [[f32; LANES]; TILE_ROWS * TILE_TOKENS],
+    n: usize,
+    out: &mut [f32; TILE_ROWS * TILE_TOKENS],
 ) {
+    let n16 = n / 16;
     // Two rows × three tokens fill 12 of the 16 ymm registers; larger tiles go in pieces.
     let mut r0 = 0;
     while r0 < rg {
@@ -208,22 +211,40 @@ pub(super) unsafe fn gemm_tile(
         let mut t0 = 0;
         while t0 < tt {
             let t = (tt - t0).min(3);
-            let mut o = [[0f32; LANES]; TILE_ROWS * TILE_TOKENS];
+            let mut o = [[[0f32; LANES]; 3]; 2];
             // SAFETY: sub-tile of the caller's tile.
             unsafe {
                 let (wp, xp) = (w.add(r0 * ldw), x.add(t0 * ldx));
+                macro_rules! go {
+                    ($r:literal, $t:literal) => {{
+                        let mut s = [[[0f32; LANES]; $t]; $r];
+                        tile::<$r, $t>(wp, ldw, xp, ldx, n16, &mut s);
+                        for (o, s) in o.iter_mut().zip(&s) {
+                            o[..$t].copy_from_slice(s);
+                        }
+                    }};
+                }
                 match (r, t) {
-                    (2, 3) => tile::<2, 3>(wp, ldw, xp, ldx, n16, &mut o),
-                    (2, 2) => tile::<2, 2>(wp, ldw, xp, ldx, n16, &mut o),
-                    (2, _) => tile::<2, 1>(wp, ldw, xp, ldx, n16, &mut o),
-                    (_, 3) => tile::<1, 3>(wp, ldw, xp, ldx, n16, &mut o),
-                    (_, 2) => tile::<1, 2>(wp, ldw, xp, ldx, n16, &mut o),
-                    _ => tile::<1, 1>(wp, ldw, xp, ldx, n16, &mut o),
+                    (2, 3) => go!(2, 3),
+                    (2, 2) => go!(2, 2),
+                    (2, _) => go!(2, 1),
+                    (_, 3) => go!(1, 3),
+                    (_, 2) => go!(1, 2),
+                    _ => go!(1, 1),
                 }
             }
             for i in 0..r {
                 for j in 0..t {
-                    out[(r0 + i) * TILE_TOKENS + t0 + j] = o[i * TILE_TOKENS + j];
+                    let l = &mut o[i][j];
+                    // SAFETY: row r0 + i and token t0 + j hold n floats (caller).
+                    let (wt, xt) = unsafe {
+                        (
+                            std::slice::from_raw_parts(w.add((r0 + i) * ldw + 16 * n16), n - 16 * n16),
+                            std::slice::from_raw_parts(x.add((t0 + j) * ldx + 16 * n16), n - 16 * n16),
+                        )
+                    };
+                    super::reference::fma_lanes(l, wt, xt);
+                    out[(r0 + i) * TILE_TOKENS + t0 + j] = super::reference::hsum(*l);
                 }
             }
             t0 += t;
@@ -246,7 +267,11 @@ pub(super) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
         unsafe {
             let (pa, pb) = (a.as_ptr().add(16 * k), b.as_ptr().add(16 * k));
             acc.0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa), _mm256_loadu_ps(pb), acc.0);
-            acc.1 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(8)), _mm256_loadu_ps(pb.add(8)), acc.1);
+            acc.1 = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(8)),
+                _mm256_loadu_ps(pb.add(8)),
+                acc.1,
+            );
         }
     }
     let mut l = lanes(acc);
@@ -267,7 +292,11 @@ pub(super) unsafe fn axpy(p: f32, v: &[f32], y: &mut [f32]) {
         // SAFETY: 8(k+1) ≤ n.
         unsafe {
             let py = y.as_mut_ptr().add(8 * k);
-            let r = _mm256_fmadd_ps(pv, _mm256_loadu_ps(v.as_ptr().add(8 * k)), _mm256_loadu_ps(py));
+            let r = _mm256_fmadd_ps(
+                pv,
+                _mm256_loadu_ps(v.as_ptr().add(8 * k)),
+                _mm256_loadu_ps(py),
+            );
             _mm256_storeu_ps(py, r);
         }
     }

@@ -51,7 +51,10 @@ unsafe fn f16_at(p: *const u8) -> __m256 {
 fn bits_to_4(bits: u32, first: u32) -> __m256i {
     let v = _mm256_set1_epi32((bits >> first) as i32);
     let sh = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    _mm256_slli_epi32::<4>(_mm256_and_si256(_mm256_srlv_epi32(v, sh), _mm256_set1_epi32(1)))
+    _mm256_slli_epi32::<4>(_mm256_and_si256(
+        _mm256_srlv_epi32(v, sh),
+        _mm256_set1_epi32(1),
+    ))
 }
 
 /// F32 rows.
@@ -63,7 +66,13 @@ impl Dec256 for F32 {
     #[inline]
     unsafe fn visit<F: FnMut(usize, __m256, __m256)>(p: *const u8, mut f: F) {
         // SAFETY: 64 readable bytes.
-        unsafe { f(0, _mm256_loadu_ps(p.cast()), _mm256_loadu_ps(p.add(32).cast())) };
+        unsafe {
+            f(
+                0,
+                _mm256_loadu_ps(p.cast()),
+                _mm256_loadu_ps(p.add(32).cast()),
+            )
+        };
     }
 }
 
@@ -132,7 +141,10 @@ impl Dec256 for Q8_0 {
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 fn sym(code: __m256i, off: i32, d: __m256) -> __m256 {
-    _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(code, _mm256_set1_epi32(off))), d)
+    _mm256_mul_ps(
+        _mm256_cvtepi32_ps(_mm256_sub_epi32(code, _mm256_set1_epi32(off))),
+        d,
+    )
 }
 
 /// `code·d + m` (Q4_1, Q5_1) on 8 codes.
@@ -308,7 +320,12 @@ impl Dec256 for Q5K {
         // SAFETY: 176 readable bytes.
         unsafe {
             let (ds, ms) = k4_scales(p);
-            let qh = [bytes8(p.add(16)), bytes8(p.add(24)), bytes8(p.add(32)), bytes8(p.add(40))];
+            let qh = [
+                bytes8(p.add(16)),
+                bytes8(p.add(24)),
+                bytes8(p.add(32)),
+                bytes8(p.add(40)),
+            ];
             let one = _mm256_set1_epi32(1);
             for c in 0..4 {
                 let q = p.add(48 + 32 * c);
@@ -364,8 +381,16 @@ impl Dec256 for Q6K {
                         _mm256_cvtepi32_ps(_mm256_sub_epi32(q, m32))
                     };
                     let (s0, s1) = (_mm256_set1_ps(ds[2 * r]), _mm256_set1_ps(ds[2 * r + 1]));
-                    f(2 * r, _mm256_mul_ps(s0, code(0)), _mm256_mul_ps(s0, code(8)));
-                    f(2 * r + 1, _mm256_mul_ps(s1, code(16)), _mm256_mul_ps(s1, code(24)));
+                    f(
+                        2 * r,
+                        _mm256_mul_ps(s0, code(0)),
+                        _mm256_mul_ps(s0, code(8)),
+                    );
+                    f(
+                        2 * r + 1,
+                        _mm256_mul_ps(s1, code(16)),
+                        _mm256_mul_ps(s1, code(24)),
+                    );
                 }
             }
         }

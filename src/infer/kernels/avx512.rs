@@ -1,21 +1,23 @@
 //! AVX-512 kernels: fused decode + FMA matrix × vector, block decoding into f32 buffers, and
 //! the f32 GEMM tile of prefill. One `__m512` accumulator holds the contract's 16 lanes.
 
-#![allow(clippy::incompatible_msrv)] // AVX-512 intrinsics are stable since Rust 1.89.
+// AVX-512 intrinsics are stable since Rust 1.89: building this module needs rustc ≥ 1.89,
+// above the crate's declared rust-version (1.85).
+#![allow(clippy::incompatible_msrv)]
 
 use std::arch::x86_64::*;
 
-use super::avx512_decode::{Bf16, Dec512, Q4K, Q5K, Q6K, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, F16, F32};
+use super::avx512_decode::{Bf16, Dec512, F16, F32, Q4K, Q4_0, Q4_1, Q5K, Q5_0, Q5_1, Q6K, Q8_0};
 use super::matrix::{Fast, TILE_ROWS, TILE_TOKENS};
 use super::LANES;
 
 /// Row groups ahead to prefetch: while a group of R rows is computed, the same positions of
 /// the rows that many groups later are prefetched, so the (row-major, contiguous) matrix
 /// streams from memory ahead of use.
-const PREFETCH_GROUPS: usize = 2;
+const PREFETCH_GROUPS: usize = 8;
 
 /// Lanes of an accumulator, as the scalar code holds them.
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 #[inline]
 fn lanes(v: __m512) -> [f32; LANES] {
     let mut a = [0f32; LANES];
@@ -25,7 +27,7 @@ fn lanes(v: __m512) -> [f32; LANES] {
 }
 
 /// Lanes of `R` rows (each `n_blocks` blocks of `D` at `rows[r]`) dotted with `x`.
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 #[inline]
 unsafe fn rows_lanes<D: Dec512, const R: usize>(
     rows: [*const u8; R],
@@ -57,7 +59,7 @@ unsafe fn rows_lanes<D: Dec512, const R: usize>(
 }
 
 /// Lanes for rows `first..first + out.len()` of a matrix of `D` blocks.
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 #[inline]
 unsafe fn matvec_t<D: Dec512>(
     data: *const u8,
@@ -76,13 +78,28 @@ unsafe fn matvec_t<D: Dec512>(
     // SAFETY (all calls): rows and x as the caller guarantees.
     unsafe {
         while r + 4 <= n {
-            let l = rows_lanes::<D, 4>([row(r), row(r + 1), row(r + 2), row(r + 3)], row_bytes, x, n_blocks);
+            let l = rows_lanes::<D, 4>(
+                [row(r), row(r + 1), row(r + 2), row(r + 3)],
+                row_bytes,
+                x,
+                n_blocks,
+            );
             out[r..r + 4].copy_from_slice(&l);
             r += 4;
         }
         match n - r {
-            3 => out[r..].copy_from_slice(&rows_lanes::<D, 3>([row(r), row(r + 1), row(r + 2)], row_bytes, x, n_blocks)),
-            2 => out[r..].copy_from_slice(&rows_lanes::<D, 2>([row(r), row(r + 1)], row_bytes, x, n_blocks)),
+            3 => out[r..].copy_from_slice(&rows_lanes::<D, 3>(
+                [row(r), row(r + 1), row(r + 2)],
+                row_bytes,
+                x,
+                n_blocks,
+            )),
+            2 => out[r..].copy_from_slice(&rows_lanes::<D, 2>(
+                [row(r), row(r + 1)],
+                row_bytes,
+                x,
+                n_blocks,
+            )),
             1 => out[r..].copy_from_slice(&rows_lanes::<D, 1>([row(r)], row_bytes, x, n_blocks)),
             _ => {}
         }
@@ -92,7 +109,7 @@ unsafe fn matvec_t<D: Dec512>(
 /// Lanes (over the whole-block part of each row) of rows `first..first + out.len()` · `x`.
 ///
 /// # Safety
-/// AVX-512F/AVX2/FMA/F16C available; `data` holds the rows (`row_bytes` each) of whole blocks
+/// AVX-512F/VL, AVX2, FMA and F16C available; `data` holds the rows (`row_bytes` each) of whole blocks
 /// of `fast` covering `n_blocks` blocks; `x` holds at least `n_blocks × block` floats.
 pub(super) unsafe fn matvec(
     fast: Fast,
@@ -121,14 +138,16 @@ pub(super) unsafe fn matvec(
     }
 }
 
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 #[inline]
 unsafe fn decode_t<D: Dec512>(p: *const u8, n_blocks: usize, out: *mut f32) {
     for b in 0..n_blocks {
         // SAFETY: p holds n_blocks blocks and out n_blocks·BLOCK floats (caller).
         unsafe {
             let o = out.add(b * D::BLOCK);
-            D::visit(p.add(b * D::BYTES), |i, w| _mm512_storeu_ps(o.add(16 * i), w));
+            D::visit(p.add(b * D::BYTES), |i, w| {
+                _mm512_storeu_ps(o.add(16 * i), w)
+            });
         }
     }
 }
@@ -136,7 +155,7 @@ unsafe fn decode_t<D: Dec512>(p: *const u8, n_blocks: usize, out: *mut f32) {
 /// Decodes `n_blocks` blocks of `fast` at `p` into `out` (the dequantizer's exact values).
 ///
 /// # Safety
-/// AVX-512F/AVX2/FMA/F16C available; `p` holds `n_blocks` blocks; `out` has room for
+/// AVX-512F/VL, AVX2, FMA and F16C available; `p` holds `n_blocks` blocks; `out` has room for
 /// `n_blocks × block` floats.
 pub(super) unsafe fn decode(fast: Fast, p: *const u8, n_blocks: usize, out: *mut f32) {
     // SAFETY: forwarded caller contract.
@@ -157,21 +176,37 @@ pub(super) unsafe fn decode(fast: Fast, p: *const u8, n_blocks: usize, out: *mut
     }
 }
 
-/// GEMM tile: lanes of `RG` decoded f32 rows (`w`, stride `ldw`) · `TT` tokens (`x`, stride
-/// `ldx`) over `n16` chunks of 16, into `out[r][t]`.
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+/// The contract's tree sum of the 16 lanes: `a[i] + a[i+8]`, then `+ [i+4]`, `+ [i+2]`, `+ [i+1]`
+/// (the same additions, in the same pairs, as [`super::reference::hsum`]).
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
+#[inline]
+fn hsum(v: __m512) -> f32 {
+    let lo = _mm512_castps512_ps256(v);
+    let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+    let s8 = _mm256_add_ps(lo, hi);
+    let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)))
+}
+
+/// GEMM tile: the contract's dot products of `RG` decoded f32 rows (`w`, stride `ldw`) with
+/// `TT` tokens (`x`, stride `ldx`), each of length `n`, into `out[r][t]`. The values past the
+/// last whole 16 go through masked loads and a masked FMA that leaves the other lanes as they
+/// are, exactly as the scalar contract leaves them.
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 #[inline]
 unsafe fn tile<const RG: usize, const TT: usize>(
     w: *const f32,
     ldw: usize,
     x: *const f32,
     ldx: usize,
-    n16: usize,
-    out: &mut [[[f32; LANES]; TT]; RG],
+    n: usize,
+    out: &mut [[f32; TT]; RG],
 ) {
+    let n16 = n / 16;
     let mut acc = [[_mm512_setzero_ps(); TT]; RG];
     for k in 0..n16 {
-        // SAFETY: rows/tokens hold n16·16 floats at their strides (caller).
+        // SAFETY: rows/tokens hold n floats at their strides (caller).
         unsafe {
             let mut wv = [_mm512_setzero_ps(); RG];
             for (r, v) in wv.iter_mut().enumerate() {
@@ -179,25 +214,39 @@ unsafe fn tile<const RG: usize, const TT: usize>(
             }
             for t in 0..TT {
                 let xv = _mm512_loadu_ps(x.add(t * ldx + 16 * k));
-                for r in 0..RG {
-                    acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+                for (row, &w) in acc.iter_mut().zip(&wv) {
+                    row[t] = _mm512_fmadd_ps(w, xv, row[t]);
+                }
+            }
+        }
+    }
+    let tail = n % 16;
+    if tail > 0 {
+        let m: __mmask16 = (1u16 << tail) - 1;
+        // SAFETY: masked loads touch only the n − 16·n16 remaining floats.
+        unsafe {
+            for t in 0..TT {
+                let xv = _mm512_maskz_loadu_ps(m, x.add(t * ldx + 16 * n16));
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let wv = _mm512_maskz_loadu_ps(m, w.add(r * ldw + 16 * n16));
+                    row[t] = _mm512_mask3_fmadd_ps(wv, xv, row[t], m);
                 }
             }
         }
     }
     for (o, a) in out.iter_mut().zip(&acc) {
         for (o, &a) in o.iter_mut().zip(a) {
-            *o = lanes(a);
+            *o = hsum(a);
         }
     }
 }
 
-/// Lanes of every (row, token) pair of a tile of `rg ≤ 4` decoded rows and `tt ≤ 6` tokens;
-/// `out[r * TILE_TOKENS + t]`.
+/// The contract's dot products of a tile of `rg ≤ 4` decoded rows and `tt ≤ 6` tokens, each of
+/// length `n`; `out[r * TILE_TOKENS + t]`.
 ///
 /// # Safety
-/// AVX-512F/AVX2/FMA/F16C available; `w` holds `rg` rows of stride `ldw`, `x` `tt` rows of
-/// stride `ldx`, each with at least `n16 × 16` floats.
+/// AVX-512F/VL, AVX2, FMA and F16C available; `w` holds `rg` rows of stride `ldw`, `x` `tt` rows of
+/// stride `ldx`, each with at least `n` floats.
 #[allow(clippy::too_many_arguments)]
 pub(super) unsafe fn gemm_tile(
     w: *const f32,
@@ -206,18 +255,16 @@ pub(super) unsafe fn gemm_tile(
     x: *const f32,
     ldx: usize,
     tt: usize,
-    n16: usize,
-    out: &mut [[f32; LANES]; TILE_ROWS * TILE_TOKENS],
+    n: usize,
+    out: &mut [f32; TILE_ROWS * TILE_TOKENS],
 ) {
     macro_rules! go {
         ($r:literal, $t:literal) => {{
-            let mut o = [[[0f32; LANES]; $t]; $r];
+            let mut o = [[0f32; $t]; $r];
             // SAFETY: forwarded caller contract.
-            unsafe { tile::<$r, $t>(w, ldw, x, ldx, n16, &mut o) };
+            unsafe { tile::<$r, $t>(w, ldw, x, ldx, n, &mut o) };
             for (r, row) in o.iter().enumerate() {
-                for (t, l) in row.iter().enumerate() {
-                    out[r * TILE_TOKENS + t] = *l;
-                }
+                out[r * TILE_TOKENS..r * TILE_TOKENS + $t].copy_from_slice(row);
             }
         }};
     }
@@ -246,8 +293,8 @@ pub(super) unsafe fn gemm_tile(
 /// The contract's dot product of two f32 slices.
 ///
 /// # Safety
-/// AVX-512F/AVX2/FMA/F16C available.
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+/// AVX-512F/VL, AVX2, FMA and F16C available.
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 pub(super) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let n16 = n / 16;

@@ -7,7 +7,9 @@
 //! `q·d + m`, `(d·sc)·q − dmin·m`, …), then a lane permute maps each code to its value, so
 //! each weight costs one permute instead of convert + multiply (+ add).
 
-#![allow(clippy::incompatible_msrv)] // AVX-512 intrinsics are stable since Rust 1.89.
+// AVX-512 intrinsics are stable since Rust 1.89: building this module needs rustc ≥ 1.89,
+// above the crate's declared rust-version (1.85).
+#![allow(clippy::incompatible_msrv)]
 
 use std::arch::x86_64::*;
 
@@ -21,7 +23,7 @@ pub(super) trait Dec512 {
     /// Bytes per block.
     const BYTES: usize;
     /// # Safety
-    /// AVX-512F, AVX2, FMA and F16C must be available; `p` must point at `BYTES` readable bytes.
+    /// AVX-512F/VL, AVX2, FMA and F16C must be available; `p` must point at `BYTES` readable bytes.
     unsafe fn visit<F: FnMut(usize, __m512)>(p: *const u8, f: F);
 }
 
@@ -39,7 +41,7 @@ unsafe fn rd32(p: *const u8) -> u32 {
 
 /// fp16 at `p`, converted by F16C (bit-identical to `quant::float::f16_to_f32`, tested),
 /// broadcast to 16 lanes.
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 #[inline]
 unsafe fn bcast_f16(p: *const u8) -> __m512 {
     // SAFETY: 2 readable bytes at p (caller).
@@ -48,14 +50,14 @@ unsafe fn bcast_f16(p: *const u8) -> __m512 {
 }
 
 /// 16 bytes at `p` zero-extended to 16 dwords.
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 #[inline]
 unsafe fn bytes16(p: *const u8) -> __m512i {
     // SAFETY: 16 readable bytes at p (caller).
     _mm512_cvtepu8_epi32(unsafe { _mm_loadu_si128(p.cast()) })
 }
 
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 #[inline]
 fn iota(start: f32) -> __m512 {
     let mut a = [0f32; 16];
@@ -71,7 +73,7 @@ pub(super) struct F32;
 impl Dec512 for F32 {
     const BLOCK: usize = 16;
     const BYTES: usize = 64;
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn visit<F: FnMut(usize, __m512)>(p: *const u8, mut f: F) {
         // SAFETY: 64 readable bytes.
@@ -84,7 +86,7 @@ pub(super) struct F16;
 impl Dec512 for F16 {
     const BLOCK: usize = 16;
     const BYTES: usize = 32;
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn visit<F: FnMut(usize, __m512)>(p: *const u8, mut f: F) {
         // SAFETY: 32 readable bytes.
@@ -97,7 +99,7 @@ pub(super) struct Bf16;
 impl Dec512 for Bf16 {
     const BLOCK: usize = 16;
     const BYTES: usize = 32;
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn visit<F: FnMut(usize, __m512)>(p: *const u8, mut f: F) {
         // SAFETY: 32 readable bytes.
@@ -111,7 +113,7 @@ pub(super) struct Q8_0;
 impl Dec512 for Q8_0 {
     const BLOCK: usize = 32;
     const BYTES: usize = 34;
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn visit<F: FnMut(usize, __m512)>(p: *const u8, mut f: F) {
         // SAFETY: 34 readable bytes (caller).
@@ -130,7 +132,7 @@ pub(super) struct Q4_0;
 impl Dec512 for Q4_0 {
     const BLOCK: usize = 32;
     const BYTES: usize = 18;
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn visit<F: FnMut(usize, __m512)>(p: *const u8, mut f: F) {
         // SAFETY: 18 readable bytes (caller).
@@ -148,7 +150,7 @@ pub(super) struct Q4_1;
 impl Dec512 for Q4_1 {
     const BLOCK: usize = 32;
     const BYTES: usize = 20;
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn visit<F: FnMut(usize, __m512)>(p: *const u8, mut f: F) {
         // SAFETY: 20 readable bytes (caller).
@@ -162,7 +164,7 @@ impl Dec512 for Q4_1 {
 }
 
 /// Picks `t_lo[idx & 15]`, or `t_hi[idx & 15]` where the mask bit is set.
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 #[inline]
 fn pick32(idx: __m512i, k: __mmask16, t_lo: __m512, t_hi: __m512) -> __m512 {
     _mm512_mask_permutexvar_ps(_mm512_permutexvar_ps(idx, t_lo), k, idx, t_hi)
@@ -173,7 +175,7 @@ pub(super) struct Q5_0;
 impl Dec512 for Q5_0 {
     const BLOCK: usize = 32;
     const BYTES: usize = 22;
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn visit<F: FnMut(usize, __m512)>(p: *const u8, mut f: F) {
         // SAFETY: 22 readable bytes (caller).
@@ -184,7 +186,10 @@ impl Dec512 for Q5_0 {
             let t_hi = _mm512_mul_ps(iota(0.0), d);
             let b = bytes16(p.add(6));
             f(0, pick32(b, qh as u16, t_lo, t_hi));
-            f(1, pick32(_mm512_srli_epi32::<4>(b), (qh >> 16) as u16, t_lo, t_hi));
+            f(
+                1,
+                pick32(_mm512_srli_epi32::<4>(b), (qh >> 16) as u16, t_lo, t_hi),
+            );
         }
     }
 }
@@ -194,7 +199,7 @@ pub(super) struct Q5_1;
 impl Dec512 for Q5_1 {
     const BLOCK: usize = 32;
     const BYTES: usize = 24;
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn visit<F: FnMut(usize, __m512)>(p: *const u8, mut f: F) {
         // SAFETY: 24 readable bytes (caller).
@@ -205,7 +210,10 @@ impl Dec512 for Q5_1 {
             let t_hi = _mm512_add_ps(_mm512_mul_ps(iota(16.0), d), m);
             let b = bytes16(p.add(8));
             f(0, pick32(b, qh as u16, t_lo, t_hi));
-            f(1, pick32(_mm512_srli_epi32::<4>(b), (qh >> 16) as u16, t_lo, t_hi));
+            f(
+                1,
+                pick32(_mm512_srli_epi32::<4>(b), (qh >> 16) as u16, t_lo, t_hi),
+            );
         }
     }
 }
@@ -237,7 +245,7 @@ pub(super) struct Q4K;
 impl Dec512 for Q4K {
     const BLOCK: usize = 256;
     const BYTES: usize = 144;
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn visit<F: FnMut(usize, __m512)>(p: *const u8, mut f: F) {
         // SAFETY: 144 readable bytes (caller).
@@ -258,22 +266,28 @@ impl Dec512 for Q4K {
                 );
                 f(4 * c, _mm512_permutexvar_ps(b0, t1));
                 f(4 * c + 1, _mm512_permutexvar_ps(b1, t1));
-                f(4 * c + 2, _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(b0), t2));
-                f(4 * c + 3, _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(b1), t2));
+                f(
+                    4 * c + 2,
+                    _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(b0), t2),
+                );
+                f(
+                    4 * c + 3,
+                    _mm512_permutexvar_ps(_mm512_srli_epi32::<4>(b1), t2),
+                );
             }
         }
     }
 }
 
 /// `(a & 0x0F) | (b & !0x0F)`: a's low nibble with b's bit 4 (the permute ignores bits ≥ 5).
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 #[inline]
 fn nib_with_bit4(a: __m512i, b: __m512i) -> __m512i {
     _mm512_ternarylogic_epi32::<0xE4>(a, b, _mm512_set1_epi32(0x0F))
 }
 
 /// Shifts each dword so that bit `BIT` lands on bit 4.
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 #[inline]
 fn bit_to_4<const BIT: u32>(h: __m512i) -> __m512i {
     match BIT {
@@ -292,7 +306,7 @@ fn bit_to_4<const BIT: u32>(h: __m512i) -> __m512i {
 /// value l of sub-block s is bit s of `qh[l % 32]`.
 pub(super) struct Q5K;
 impl Q5K {
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn chunk<const C: usize, const B0: u32, const B1: u32, F: FnMut(usize, __m512)>(
         p: *const u8,
@@ -322,8 +336,14 @@ impl Q5K {
                     (b0, b1, bit_to_4::<B0>(h.0), bit_to_4::<B0>(h.1))
                 };
                 let base = 4 * C + if nib_hi { 2 } else { 0 };
-                f(base, _mm512_permutex2var_ps(t_lo, nib_with_bit4(a0, h0), t_hi));
-                f(base + 1, _mm512_permutex2var_ps(t_lo, nib_with_bit4(a1, h1), t_hi));
+                f(
+                    base,
+                    _mm512_permutex2var_ps(t_lo, nib_with_bit4(a0, h0), t_hi),
+                );
+                f(
+                    base + 1,
+                    _mm512_permutex2var_ps(t_lo, nib_with_bit4(a1, h1), t_hi),
+                );
             }
         }
     }
@@ -331,7 +351,7 @@ impl Q5K {
 impl Dec512 for Q5K {
     const BLOCK: usize = 256;
     const BYTES: usize = 176;
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn visit<F: FnMut(usize, __m512)>(p: *const u8, mut f: F) {
         // SAFETY: 176 readable bytes (caller).
@@ -351,7 +371,7 @@ impl Dec512 for Q5K {
 /// `qh[32n..]`; its two 16-value halves use scales 2R and 2R+1.
 pub(super) struct Q6K;
 impl Q6K {
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
     #[inline]
     fn run<const K: usize>(
         l: (__m512i, __m512i),
@@ -383,7 +403,7 @@ impl Q6K {
 impl Dec512 for Q6K {
     const BLOCK: usize = 256;
     const BYTES: usize = 210;
-    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
     #[inline]
     unsafe fn visit<F: FnMut(usize, __m512)>(p: *const u8, mut f: F) {
         // SAFETY: 210 readable bytes (caller).

@@ -199,7 +199,12 @@ impl<'a> Matrix<'a> {
     }
 
     /// Decodes row `r` into `out` (`n_in` floats): exactly the dequantizer's values.
-    pub fn decode_row(&self, level: SimdLevel, r: usize, out: &mut [f32]) -> Result<(), KernelError> {
+    pub fn decode_row(
+        &self,
+        level: SimdLevel,
+        r: usize,
+        out: &mut [f32],
+    ) -> Result<(), KernelError> {
         let row = self.row(r).ok_or_else(|| KernelError::Shape {
             tensor: self.name.clone(),
             detail: format!("row {r} out of range (rows: {})", self.n_out),
@@ -306,9 +311,8 @@ impl<'a> Matrix<'a> {
             self.matvec_rows(level, x, rows.start, o);
             return;
         }
-        let n16 = n_in / LANES;
         let mut wbuf = vec![0f32; TILE_ROWS * n_in];
-        let mut lanes = [[0f32; LANES]; TILE_ROWS * TILE_TOKENS];
+        let mut sums = [0f32; TILE_ROWS * TILE_TOKENS];
         let mut r0 = rows.start;
         while r0 < rows.end {
             let rg = TILE_ROWS.min(rows.end - r0);
@@ -321,14 +325,11 @@ impl<'a> Matrix<'a> {
             while t0 < n_tok {
                 let tt = TILE_TOKENS.min(n_tok - t0);
                 let xt = &x[t0 * n_in..(t0 + tt) * n_in];
-                gemm_tile(level, &wbuf, n_in, rg, xt, tt, n16, &mut lanes);
+                gemm_tile(level, &wbuf, n_in, rg, xt, tt, &mut sums);
                 for r in 0..rg {
-                    let w_tail = &wbuf[r * n_in + n16 * LANES..(r + 1) * n_in];
                     for t in 0..tt {
-                        let l = &mut lanes[r * TILE_TOKENS + t];
-                        fma_lanes(l, w_tail, &xt[t * n_in + n16 * LANES..(t + 1) * n_in]);
                         // SAFETY: row r0 + r belongs to this call's exclusive rows.
-                        unsafe { out.write((t0 + t) * self.n_out + r0 + r, hsum(*l)) };
+                        unsafe { out.write((t0 + t) * self.n_out + r0 + r, sums[r * TILE_TOKENS + t]) };
                     }
                 }
                 t0 += tt;
@@ -340,8 +341,16 @@ impl<'a> Matrix<'a> {
     /// `out[t·n_out + r] = W[r] · x[t]` for all rows and `t < n_tok`, rows split over `pool`.
     /// `x` holds `n_tok × n_in` floats and `out` `n_tok × n_out`.
     pub fn matmul(&self, pool: &Pool, level: SimdLevel, x: &[f32], n_tok: usize, out: &mut [f32]) {
-        assert!(x.len() >= n_tok * self.n_in, "matmul {}: input too short", self.name);
-        assert!(out.len() >= n_tok * self.n_out, "matmul {}: output too short", self.name);
+        assert!(
+            x.len() >= n_tok * self.n_in,
+            "matmul {}: input too short",
+            self.name
+        );
+        assert!(
+            out.len() >= n_tok * self.n_out,
+            "matmul {}: output too short",
+            self.name
+        );
         let shared = SharedOut::new(out);
         pool.run(&|i, n| {
             let rows = split(self.n_out, n, i, TILE_ROWS);
@@ -398,7 +407,15 @@ fn simd_matvec(
             // SAFETY: level available; rows and x cover n_blocks blocks (asserted above,
             // guaranteed by the matrix invariants).
             unsafe {
-                super::avx512::matvec(fast, data.as_ptr(), row_bytes, x.as_ptr(), n_blocks, first, out)
+                super::avx512::matvec(
+                    fast,
+                    data.as_ptr(),
+                    row_bytes,
+                    x.as_ptr(),
+                    n_blocks,
+                    first,
+                    out,
+                )
             };
             true
         }
@@ -406,7 +423,15 @@ fn simd_matvec(
         SimdLevel::Avx2 if SimdLevel::Avx2.available() => {
             // SAFETY: as above.
             unsafe {
-                super::avx2::matvec(fast, data.as_ptr(), row_bytes, x.as_ptr(), n_blocks, first, out)
+                super::avx2::matvec(
+                    fast,
+                    data.as_ptr(),
+                    row_bytes,
+                    x.as_ptr(),
+                    n_blocks,
+                    first,
+                    out,
+                )
             };
             true
         }
@@ -414,38 +439,35 @@ fn simd_matvec(
     }
 }
 
-/// Lanes of a tile of `rg` decoded rows (`w`, stride `ldw`) × `tt` tokens (`x`, stride `ldw`)
-/// over the first `n16` chunks of 16: `out[r·TILE_TOKENS + t]`.
-#[allow(clippy::too_many_arguments)]
+/// The contract's dot products of a tile of `rg` decoded rows (`w`, stride and length `n`) ×
+/// `tt` tokens (`x`, same): `out[r·TILE_TOKENS + t]`.
 fn gemm_tile(
     level: SimdLevel,
     w: &[f32],
-    ldw: usize,
+    n: usize,
     rg: usize,
     x: &[f32],
     tt: usize,
-    n16: usize,
-    out: &mut [[f32; LANES]; TILE_ROWS * TILE_TOKENS],
+    out: &mut [f32; TILE_ROWS * TILE_TOKENS],
 ) {
-    debug_assert!(w.len() >= rg * ldw && x.len() >= tt * ldw && n16 * LANES <= ldw);
+    assert!(w.len() >= rg * n && x.len() >= tt * n, "gemm tile buffers too short");
     match level {
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx512 if SimdLevel::Avx512.available() => {
-            // SAFETY: level available; buffers hold rg / tt rows of ldw ≥ 16·n16 floats.
-            unsafe { super::avx512::gemm_tile(w.as_ptr(), ldw, rg, x.as_ptr(), ldw, tt, n16, out) };
+            // SAFETY: level available; buffers hold rg / tt rows of n floats (asserted).
+            unsafe { super::avx512::gemm_tile(w.as_ptr(), n, rg, x.as_ptr(), n, tt, n, out) };
         }
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx2 if SimdLevel::Avx2.available() => {
             // SAFETY: as above.
-            unsafe { super::avx2::gemm_tile(w.as_ptr(), ldw, rg, x.as_ptr(), ldw, tt, n16, out) };
+            unsafe { super::avx2::gemm_tile(w.as_ptr(), n, rg, x.as_ptr(), n, tt, n, out) };
         }
         SimdLevel::Scalar | SimdLevel::Avx2 | SimdLevel::Avx512 => {
-            let k = n16 * LANES;
             for r in 0..rg {
                 for t in 0..tt {
-                    let l = &mut out[r * TILE_TOKENS + t];
-                    *l = [0f32; LANES];
-                    fma_lanes(l, &w[r * ldw..r * ldw + k], &x[t * ldw..t * ldw + k]);
+                    let mut l = [0f32; LANES];
+                    fma_lanes(&mut l, &w[r * n..(r + 1) * n], &x[t * n..(t + 1) * n]);
+                    out[r * TILE_TOKENS + t] = hsum(l);
                 }
             }
         }

@@ -49,7 +49,7 @@ pub enum SimdLevel {
     Scalar,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
-    /// x86-64 AVX-512F (+ AVX2, FMA, F16C).
+    /// x86-64 AVX-512F + AVX-512VL (+ AVX2, FMA, F16C).
     Avx512,
 }
 
@@ -74,7 +74,11 @@ impl SimdLevel {
                     && is_x86_feature_detected!("f16c")
             }
             #[cfg(target_arch = "x86_64")]
-            Self::Avx512 => Self::Avx2.available() && is_x86_feature_detected!("avx512f"),
+            Self::Avx512 => {
+                Self::Avx2.available()
+                    && is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512vl")
+            }
             #[cfg(not(target_arch = "x86_64"))]
             Self::Avx2 | Self::Avx512 => false,
         }

@@ -102,8 +102,14 @@ mod tests {
             rope_cache(pos, d, base, &mut c, &mut s);
             for i in 0..d / 2 {
                 let theta = pos as f64 * f64::from(base).powf(-2.0 * i as f64 / d as f64);
-                assert!((f64::from(c[i]) - theta.cos()).abs() < 2e-3, "pos {pos} i {i}");
-                assert!((f64::from(s[i]) - theta.sin()).abs() < 2e-3, "pos {pos} i {i}");
+                assert!(
+                    (f64::from(c[i]) - theta.cos()).abs() < 2e-3,
+                    "pos {pos} i {i}"
+                );
+                assert!(
+                    (f64::from(s[i]) - theta.sin()).abs() < 2e-3,
+                    "pos {pos} i {i}"
+                );
             }
         }
     }

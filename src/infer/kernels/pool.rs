@@ -123,7 +123,8 @@ impl Pool {
         // 'static but only dereferenced before this function returns, since we wait below for
         // every worker to finish.
         unsafe {
-            let ptr: *const Job = std::mem::transmute::<&(dyn Fn(usize, usize) + Sync), &'static Job>(f);
+            let ptr: *const Job =
+                std::mem::transmute::<&(dyn Fn(usize, usize) + Sync), &'static Job>(f);
             *s.job.get() = Some(ptr);
         }
         s.pending.store(n - 1, Ordering::SeqCst);

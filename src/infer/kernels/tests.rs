@@ -219,7 +219,11 @@ fn f16_decode_equals_codec_for_every_pattern() {
             m.decode_row(level, r, &mut row).unwrap();
             for (i, v) in row.iter().enumerate() {
                 let h = (r * 256 + i) as u16;
-                assert_eq!(v.to_bits(), f16_to_f32(h).to_bits(), "{level} fp16 {h:#06x}");
+                assert_eq!(
+                    v.to_bits(),
+                    f16_to_f32(h).to_bits(),
+                    "{level} fp16 {h:#06x}"
+                );
             }
         }
     }
@@ -233,7 +237,11 @@ fn dot_f32_levels_agree_with_reference() {
         let b: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
         let want = reference::dot_f32(&a, &b);
         for level in SimdLevel::all_available() {
-            assert_eq!(dot_f32(level, &a, &b).to_bits(), want.to_bits(), "n {n} {level}");
+            assert_eq!(
+                dot_f32(level, &a, &b).to_bits(),
+                want.to_bits(),
+                "n {n} {level}"
+            );
         }
         let mut y0: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
         let y1 = y0.clone();
@@ -265,5 +273,8 @@ fn unsupported_dtype_is_refused_by_name() {
     let bytes = vec![0u8; 64];
     let e = Matrix::new("blk.0.attn_q.weight", GgmlType::I32, 4, 4, &bytes).unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("blk.0.attn_q.weight") && msg.contains("I32"), "{msg}");
+    assert!(
+        msg.contains("blk.0.attn_q.weight") && msg.contains("I32"),
+        "{msg}"
+    );
 }
