@@ -8,6 +8,7 @@
 pub mod convert;
 pub mod dtype;
 pub mod evidence;
+pub mod fault;
 pub mod formats;
 pub mod gates;
 pub mod harness;

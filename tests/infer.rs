@@ -2,8 +2,6 @@
 //! committed continuations, the exact kernel contract on real models (quantized = F32
 //! export, any thread count, any format), and fast checks on a tiny random model.
 
-use std::path::Path;
-
 use apr_qa::infer::engine::Engine;
 use apr_qa::model::Model;
 use serde_json::Value;
@@ -171,90 +169,4 @@ fn gemma3_real_model_is_refused_by_name() {
         "{err:?}"
     );
     assert!(err.to_string().contains("gemma3"), "{err}");
-}
-
-#[test]
-#[ignore = "debug"]
-fn debug_dump_eval_all() {
-    let path = std::env::var("DBG_MODEL").unwrap();
-    let toks: Vec<u32> = std::env::var("DBG_IDS")
-        .unwrap()
-        .split(',')
-        .map(|s| s.parse().unwrap())
-        .collect();
-    let model = Model::open(Path::new(&path)).unwrap();
-    let engine = Engine::new(&model, 2).unwrap();
-    let mut s = engine.session(512);
-    let t = std::time::Instant::now();
-    let all = s.eval_all(&toks).unwrap();
-    println!("eval_all {} tokens in {:?}", toks.len(), t.elapsed());
-    let bytes: Vec<u8> = all.iter().flatten().flat_map(|v| v.to_le_bytes()).collect();
-    std::fs::write(std::env::var("DBG_OUT").unwrap(), bytes).unwrap();
-}
-
-#[test]
-#[ignore = "debug"]
-fn debug_matvec_speed() {
-    use apr_qa::infer::kernels::{pool::Pool, Matrix, SimdLevel};
-    let model = Model::open(&real_model(QWEN)).unwrap();
-    let pool = Pool::new(1);
-    for name in [
-        "blk.0.ffn_gate.weight",
-        "blk.0.attn_v.weight",
-        "output.weight",
-        "blk.0.ffn_down.weight",
-        "blk.2.ffn_down.weight",
-    ] {
-        let t = model.tensor(name).unwrap();
-        let heap = model.tensor_data(t).to_vec();
-        let data: &[u8] = if std::env::var_os("DBG_HEAP").is_some() {
-            &heap
-        } else {
-            model.tensor_data(t)
-        };
-        let m = Matrix::new(name, t.dtype, t.ne[0] as usize, t.ne[1] as usize, data).unwrap();
-        let x: Vec<f32> = (0..m.n_in()).map(|i| (i as f32 * 0.37).sin()).collect();
-        let mut y = vec![0f32; m.n_out()];
-        for level in [SimdLevel::Avx512, SimdLevel::Avx2] {
-            let mut best = f64::MAX;
-            for _ in 0..20 {
-                let t0 = std::time::Instant::now();
-                m.matmul(&pool, level, &x, 1, &mut y);
-                best = best.min(t0.elapsed().as_secs_f64());
-            }
-            let n = (m.n_in() * m.n_out()) as f64;
-            println!(
-                "{name} {:?} {level}: {:.3} ms, {:.3} ns/weight, {:.1} GB/s",
-                t.dtype,
-                best * 1e3,
-                best * 1e9 / n,
-                t.n_bytes as f64 / best / 1e9
-            );
-        }
-    }
-}
-
-#[test]
-#[ignore = "debug"]
-fn debug_bandwidth() {
-    let model = Model::open(&real_model(QWEN)).unwrap();
-    let t = model.tensor("output.weight").unwrap();
-    let d = model.tensor_data(t);
-    let mut buf = vec![1u8; d.len()];
-    for (name, data) in [("mmap", d), ("heap", &buf[..])] {
-        let mut best = f64::MAX;
-        let mut acc = 0u64;
-        for _ in 0..10 {
-            let t0 = std::time::Instant::now();
-            for c in data.chunks_exact(64) {
-                acc = acc.wrapping_add(
-                    u64::from_le_bytes(c[..8].try_into().unwrap())
-                        ^ u64::from_le_bytes(c[32..40].try_into().unwrap()),
-                );
-            }
-            best = best.min(t0.elapsed().as_secs_f64());
-        }
-        println!("{name}: {:.1} GB/s ({acc})", data.len() as f64 / best / 1e9);
-    }
-    buf[0] = 2;
 }

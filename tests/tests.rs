@@ -16,3 +16,4 @@ mod synth;
 mod synthetic_run;
 mod playbooks;
 mod real_harness;
+mod faults;

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use apr_qa::evidence::{Evidence, EvidenceFile, Outcome};
+use apr_qa::fault::Fault;
 use apr_qa::harness::catalog::{catalog, CATEGORIES};
 use apr_qa::harness::mqs::score;
 use apr_qa::harness::playbook::Playbook;
@@ -41,6 +42,9 @@ pub struct RunArgs {
     /// Print the evidence summary as JSON instead of the table.
     #[arg(long)]
     json: bool,
+    /// Run with one fault of the catalogue injected (`apr-qa faults` lists them).
+    #[arg(long)]
+    inject: Option<String>,
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize), Failure> {
@@ -64,6 +68,11 @@ pub fn run_cmd(a: RunArgs) -> Result<u8, Failure> {
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&interrupted))
         .map_err(Failure::bad_input)?;
     let shard = a.shard.as_deref().map(parse_shard).transpose()?;
+    let inject = a
+        .inject
+        .as_deref()
+        .map(|n| Fault::from_name(n).ok_or_else(|| Failure::bad_input(anyhow::anyhow!("unknown fault {n:?} (see `apr-qa faults`)"))))
+        .transpose()?;
     let progress = !a.no_progress && std::io::stderr().is_terminal();
     let bar = indicatif::ProgressBar::hidden();
     if progress {
@@ -84,6 +93,7 @@ pub fn run_cmd(a: RunArgs) -> Result<u8, Failure> {
         fail_fast: a.fail_fast,
         shard,
         interrupted,
+        inject,
         on_done: Box::new(move |e: &Evidence| {
             b1.inc(1);
             b1.set_message(format!("{} {}", e.gate_id, e.outcome.label()));
@@ -270,4 +280,24 @@ pub fn playbook_cmd(c: PlaybookCmd) -> Result<u8, Failure> {
             Ok(EXIT_OK)
         }
     }
+}
+
+#[derive(clap::Args)]
+pub struct FaultsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn faults_cmd(a: FaultsArgs) -> Result<u8, Failure> {
+    if a.json {
+        let list: Vec<serde_json::Value> =
+            Fault::ALL.iter().map(|f| serde_json::json!({ "name": f.name(), "description": f.description() })).collect();
+        println!("{}", serde_json::to_string_pretty(&list).map_err(Failure::bad_input)?);
+    } else {
+        for f in Fault::ALL {
+            println!("{:<22} {}", f.name(), f.description());
+        }
+    }
+    Ok(EXIT_OK)
 }

@@ -52,6 +52,8 @@ enum Command {
     Run(harness::RunArgs),
     /// List the gate catalogue.
     Gates(harness::GatesArgs),
+    /// List the fault-injection catalogue (`run --inject FAULT`).
+    Faults(harness::FaultsArgs),
     /// Score an evidence file.
     Score(harness::ScoreArgs),
     /// Playbook tools.
@@ -108,6 +110,7 @@ pub fn run() -> ExitCode {
         Command::Run(a) => harness::run_cmd(a),
         Command::Gates(a) => harness::gates_cmd(a),
         Command::Score(a) => harness::score_cmd(a),
+        Command::Faults(a) => harness::faults_cmd(a),
         Command::Playbook(c) => harness::playbook_cmd(c),
     };
     match result {

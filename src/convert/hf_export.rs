@@ -368,6 +368,9 @@ pub fn export_hf_with(
         ),
     ];
     for (file, value) in files {
+        if file == "config.json" && crate::fault::active(crate::fault::Fault::DropConfig) {
+            continue;
+        }
         write_json(&tmp.path().join(file), &value)?;
     }
     let (names, out_bytes) = list_files(tmp.path())?;

@@ -283,13 +283,15 @@ pub fn write_model(
 /// names otherwise (see `formats::names`).
 fn stored_layout(model: &Model, tensors: &[Tensor]) -> (Vec<String>, Vec<Vec<u64>>) {
     let arch = model.arch().unwrap_or_default();
-    (
-        tensors
-            .iter()
-            .map(|t| storage_name(arch, &t.name))
-            .collect(),
-        tensors.iter().map(Tensor::shape).collect(),
-    )
+    let name = |n: &str| {
+        if crate::fault::active(crate::fault::Fault::NameSwap) {
+            // GH-190 mutant: q and k projections trade names.
+            let swapped = if n.contains(".attn_q.") { n.replace(".attn_q.", ".attn_k.") } else { n.replace(".attn_k.", ".attn_q.") };
+            return storage_name(arch, &swapped);
+        }
+        storage_name(arch, n)
+    };
+    (tensors.iter().map(|t| name(&t.name)).collect(), tensors.iter().map(Tensor::shape).collect())
 }
 
 /// Dtypes a `--dtype` choice may name (for messages).

@@ -9,6 +9,7 @@
 use std::sync::Mutex;
 
 use crate::dtype::GgmlType;
+use crate::fault::{self, Fault};
 use crate::formats::gguf::GgufValue;
 use crate::model::{Model, Tensor};
 use crate::quant::{can_dequantize, can_quantize, dequantize, quantize};
@@ -74,6 +75,9 @@ pub fn plan(model: &Model, choice: DtypeChoice) -> Result<Plan, ConvertError> {
 }
 
 fn target_of(t: &Tensor, choice: DtypeChoice) -> GgmlType {
+    if fault::active(Fault::SilentDequant) && choice == DtypeChoice::Keep && t.dtype.is_quantized() {
+        return GgmlType::F32;
+    }
     let DtypeChoice::To(to) = choice else {
         return t.dtype;
     };
@@ -116,6 +120,16 @@ impl Plan {
             .map(|(_, to)| *to)
             .collect();
         let mut md = model.metadata.clone();
+        if fault::active(Fault::DropTokenizer) {
+            md.retain(|(k, _)| !k.starts_with("tokenizer."));
+        }
+        if fault::active(Fault::VocabTruncate) {
+            for (k, v) in md.iter_mut() {
+                if let (true, GgufValue::Array(a)) = (k.starts_with("tokenizer.ggml.") && k != "tokenizer.ggml.merges", v) {
+                    a.items.pop();
+                }
+            }
+        }
         if let Some(ftype) = changed.first().and_then(|t| t.llama_ftype()) {
             for (k, v) in md.iter_mut() {
                 if k == "general.file_type" {
@@ -138,7 +152,10 @@ impl Plan {
         };
         let src = model.tensor_data(t);
         if t.dtype == to {
-            return w.write_all(src);
+            return match mutated(model, t, i, src) {
+                Some(bytes) => w.write_all(&bytes),
+                None => w.write_all(src),
+            };
         }
         let n = usize::try_from(t.n_elements()).map_err(std::io::Error::other)?;
         let mut values = vec![0f32; n];
@@ -195,4 +212,31 @@ pub fn abs_err(a: &[f32], b: &[f32]) -> (f64, f64) {
         sum += d;
     }
     (max, sum)
+}
+
+/// The bytes an active conversion fault writes for tensor `i` instead of `src` (None: none
+/// applies). Off by default: one atomic load per tensor.
+fn mutated(model: &Model, t: &Tensor, i: usize, src: &[u8]) -> Option<Vec<u8>> {
+    let first_f32 = || model.tensors.iter().position(|u| u.dtype == GgmlType::F32 && u.n_elements() > 1) == Some(i);
+    match fault::current()? {
+        Fault::NanInject | Fault::InfInject if first_f32() => {
+            let v = if fault::active(Fault::NanInject) { f32::NAN } else { f32::INFINITY };
+            let mut b = src.to_vec();
+            b.get_mut(4..8)?.copy_from_slice(&v.to_le_bytes());
+            Some(b)
+        }
+        Fault::Requant if t.dtype.is_quantized() && can_quantize(t.dtype) => {
+            let n = usize::try_from(t.n_elements()).ok()?;
+            let mut values = vec![0f32; n];
+            dequantize(t.dtype, src, &mut values).ok()?;
+            let mut out = vec![0u8; src.len()];
+            quantize(t.dtype, &values, &mut out).ok()?;
+            Some(out)
+        }
+        Fault::QkTranspose if t.name.ends_with(".attn_q.weight") || t.name.ends_with(".attn_k.weight") => {
+            let row = usize::try_from(t.dtype.row_bytes(t.row_len())?).ok()?;
+            Some(src.chunks(row.max(1)).rev().flatten().copied().collect())
+        }
+        _ => None,
+    }
 }

@@ -133,9 +133,8 @@ pub fn plan_apr(
             });
         }
         let dtype = t.dtype.name();
-        let byte = t
-            .dtype
-            .apr_byte()
+        let byte = renumbered(t.dtype)
+            .or_else(|| t.dtype.apr_byte())
             .ok_or_else(|| AprErrorKind::UnwritableDtype {
                 tensor: tensor(),
                 dtype,
@@ -151,6 +150,8 @@ pub fn plan_apr(
         };
         match resolve_dtype(byte, n_elements, size, ggml_table) {
             Ok(r) if r.dtype == t.dtype => {}
+            // The GH-191 mutant has no read-back check, like the writer it reproduces.
+            _ if renumbered(t.dtype).is_some() => {}
             Ok(r) => {
                 let reason = format!(
                     "byte {byte} reads as {} without a \"dtype_table\": \"ggml\" marker",
@@ -706,4 +707,16 @@ pub fn aprender_meaning(byte: u8) -> Option<AprDtype> {
         .iter()
         .find(|(b, _)| *b == byte)
         .map(|&(_, d)| d)
+}
+
+/// GH-191 mutant: with the fault on, a GGML type's byte is its position in the writer's own
+/// list of types instead of its GGML id (None when off).
+fn renumbered(d: AprDtype) -> Option<u8> {
+    if !crate::fault::active(crate::fault::Fault::Gh191DtypeRenumber) {
+        return None;
+    }
+    match d {
+        AprDtype::Ggml(t) => GgmlType::ALL.iter().position(|x| *x == t).and_then(|i| u8::try_from(i).ok()),
+        AprDtype::U8 | AprDtype::AprQ4 | AprDtype::AprQ8 => None,
+    }
 }

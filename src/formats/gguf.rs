@@ -330,10 +330,12 @@ fn parse_header(buf: &[u8]) -> Result<Header, FormatErrorKind> {
             ne.push(c.u64()?);
         }
         let id = c.u32()?;
-        let dtype = GgmlType::try_from(id).map_err(|_| FormatErrorKind::UnknownDtype {
-            tensor: name.to_string(),
-            id,
-        })?;
+        let dtype = match GgmlType::try_from(id) {
+            Ok(t) => t,
+            // GH-191 mutant: an unknown id silently read as F32.
+            Err(_) if crate::fault::active(crate::fault::Fault::SilentF32Fallback) => GgmlType::F32,
+            Err(_) => return Err(FormatErrorKind::UnknownDtype { tensor: name.to_string(), id }),
+        };
         let n_bytes = tensor_n_bytes(name, &ne, dtype)?;
         let offset = c.u64()?;
         tensors.push(GgufTensorInfo {

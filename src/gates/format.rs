@@ -175,21 +175,21 @@ pub fn names(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
     let mut bad = Vec::new();
     for f in ctx.formats.iter().filter(|f| **f != Fmt::Gguf) {
         let path = ctx.art.route(&super::conversion::route_to(*f))?;
-        let stored: Vec<String> = match f {
-            Fmt::Apr => AprFile::open(&path)
-                .map_err(|e| e.to_string())?
-                .entries
-                .iter()
-                .map(|e| e.name.clone())
-                .collect(),
-            Fmt::Safetensors => SafetensorsModel::open(&path)
-                .map_err(|e| e.to_string())?
-                .tensors
-                .iter()
-                .map(|t| t.name.clone())
-                .collect(),
+        // (stored name, row-major shape) as the file itself says, without the carried lists.
+        let stored: Vec<(String, Vec<u64>)> = match f {
+            Fmt::Apr => AprFile::open(&path).map_err(|e| e.to_string())?.entries.iter().map(|e| (e.name.clone(), e.dims.clone())).collect(),
+            Fmt::Safetensors => SafetensorsModel::open(&path).map_err(|e| e.to_string())?.tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect(),
             Fmt::Gguf => continue,
         };
+        for (n, shape) in &stored {
+            let canon = canonical_name(n);
+            if let Some(t) = src.tensor(&canon) {
+                if t.shape() != *shape {
+                    bad.push(format!("{}: stored {n} maps to {canon}, whose shape is {:?}, but holds {shape:?}", f.ext(), t.shape()));
+                }
+            }
+        }
+        let stored: Vec<String> = stored.into_iter().map(|(n, _)| n).collect();
         let mapped: Vec<String> = stored.iter().map(|n| canonical_name(n)).collect();
         let set: BTreeSet<String> = mapped.iter().cloned().collect();
         if set.len() != mapped.len() {

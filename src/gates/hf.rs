@@ -25,6 +25,9 @@ pub fn export_complete(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
             bad.push(format!("{f} missing"));
         }
     }
+    if !bad.is_empty() {
+        return Ok(Judgement::verdict(true, format!("HF export incomplete: {}", bad.join(", ")), metrics! { "problems" => bad }));
+    }
     // Values: import the directory back (Q/K re-permuted to GGUF order) and compare each
     // tensor's F32 bytes with the hash of the source's dequantized values.
     let scratch = ctx.art.scratch("hf-import");

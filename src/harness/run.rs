@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub shard: Option<(usize, usize)>,
     /// Set by Ctrl-C.
     pub interrupted: Arc<AtomicBool>,
+    /// The fault to inject (`--inject`), if any.
+    pub inject: Option<crate::fault::Fault>,
     /// Progress callback.
     pub on_done: Box<dyn Fn(&Evidence) + Send + Sync>,
     /// Called once with the plan size.
@@ -139,6 +141,7 @@ pub fn run(opts: RunOptions) -> Result<RunOutput, RunError> {
     let started = now_utc();
     let t0 = Instant::now();
     let hook = Hook::from_env().map_err(RunError)?;
+    crate::fault::set(opts.inject);
     let (pb, text) = Playbook::load(&opts.playbook, opts.model.is_none())
         .map_err(|e| RunError(e.to_string()))?;
     let work = tempfile::Builder::new()
@@ -232,9 +235,10 @@ pub fn run(opts: RunOptions) -> Result<RunOutput, RunError> {
                 .map(|b| format!("{b:?}").to_lowercase())
                 .collect(),
             jobs: opts.jobs,
-            inject: hook
-                .as_ref()
-                .map(|h| format!("test-hook {:?} on {}", h.kind, h.gate)),
+            inject: opts
+                .inject
+                .map(|f| f.name().to_string())
+                .or_else(|| hook.as_ref().map(|h| format!("test-hook {:?} on {}", h.kind, h.gate))),
             shard: opts.shard.map(|(i, n)| format!("{i}/{n}")),
             incomplete,
             interrupted,

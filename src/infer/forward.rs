@@ -12,7 +12,7 @@ use super::config::InferError;
 use super::engine::{Layer, Session};
 use super::kernels::ops::{rms_norm, rope, rope_cache, softmax, swiglu};
 use super::kernels::pool::{split, SharedOut};
-use super::kernels::{axpy, dot_f32, Matrix};
+use super::kernels::{axpy, dot_rows, Matrix};
 
 /// Tokens per forward chunk (bounds activation memory: ~10 MB for Qwen2.5-0.5B).
 const UBATCH: usize = 128;
@@ -257,9 +257,9 @@ impl Session<'_> {
                 let qh = &q[t * nq + h * hd..t * nq + (h + 1) * hd];
                 let nk = p0 + t + 1;
                 let s = &mut scores[..nk];
-                for (j, sj) in s.iter_mut().enumerate() {
-                    let kj = &keys[j * nkv + g * hd..j * nkv + (g + 1) * hd];
-                    *sj = dot_f32(level, qh, kj) * scale;
+                dot_rows(level, qh, &keys[g * hd..], nkv, s);
+                for sj in s.iter_mut() {
+                    *sj *= scale;
                 }
                 softmax(s);
                 let start = t * nq + h * hd;

@@ -162,6 +162,10 @@ impl Model {
             crate::formats::Format::Gguf => Ok(Self::from_gguf(GgufFile::open(path)?)),
             crate::formats::Format::Apr => Self::from_apr(AprFile::open(path)?),
             crate::formats::Format::SafeTensors => Self::from_safetensors(SafetensorsModel::open(path)?),
+            crate::formats::Format::Directory if crate::fault::active(crate::fault::Fault::DirPath) => {
+                // aprender #202 mutant: an error that does not say which path, or why.
+                Err(ModelError::invalid(std::path::Path::new(""), "No file extension found"))
+            }
             crate::formats::Format::Directory => Err(ModelError::invalid(
                 path,
                 "is a directory; a model file is meant here (an HF directory converts with `apr-qa convert DIR -o FILE`)",

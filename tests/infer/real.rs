@@ -2,8 +2,6 @@
 //! SafeTensors conversions and every thread count give bit-identical logits; inference keeps
 //! the weights in their stored dtypes (anonymous memory stays below KV cache + 100 MB).
 
-use std::path::Path;
-
 use apr_qa::convert::{convert, DtypeChoice, Target};
 use apr_qa::dtype::GgmlType;
 use apr_qa::infer::engine::Engine;
@@ -185,5 +183,4 @@ fn qwen_anonymous_memory_stays_below_kv_cache_plus_100_mb() {
         peak_mb < kv_mb + 100.0,
         "RssAnon {peak_mb:.1} MB ≥ KV {kv_mb:.1} MB + 100 MB"
     );
-    let _ = Path::new("");
 }

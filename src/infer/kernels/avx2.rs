@@ -27,13 +27,23 @@ fn lanes(a: Acc) -> [f32; LANES] {
     l
 }
 
+/// The contract's tree sum of the lanes (see `avx512::hsum`).
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+fn hsum(a: Acc) -> f32 {
+    let s8 = _mm256_add_ps(a.0, a.1);
+    let s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps::<1>(s8));
+    let s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    _mm_cvtss_f32(_mm_add_ss(s2, _mm_movehdup_ps(s2)))
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
 unsafe fn rows_lanes<D: Dec256, const R: usize>(
     rows: [*const u8; R],
     x: *const f32,
     n_blocks: usize,
-) -> [[f32; LANES]; R] {
+) -> [f32; R] {
     let mut acc = [zero(); R];
     for b in 0..n_blocks {
         // SAFETY: x holds n_blocks·BLOCK floats and each row n_blocks·BYTES bytes (caller).
@@ -47,9 +57,9 @@ unsafe fn rows_lanes<D: Dec256, const R: usize>(
             }
         }
     }
-    let mut out = [[0f32; LANES]; R];
+    let mut out = [0f32; R];
     for (o, a) in out.iter_mut().zip(acc) {
-        *o = lanes(a);
+        *o = hsum(a);
     }
     out
 }
@@ -62,7 +72,7 @@ unsafe fn matvec_t<D: Dec256>(
     x: *const f32,
     n_blocks: usize,
     first: usize,
-    out: &mut [[f32; LANES]],
+    out: &mut [f32],
 ) {
     let row = |r: usize| {
         // SAFETY: r < n_out (caller).
@@ -82,7 +92,7 @@ unsafe fn matvec_t<D: Dec256>(
     }
 }
 
-/// Lanes (whole-block part) of rows `first..first + out.len()` · `x`.
+/// The contract's dot products of rows `first..first + out.len()` (whole blocks) with `x`.
 ///
 /// # Safety
 /// AVX2/FMA/F16C available; `data` holds the rows (`row_bytes` each, `n_blocks` blocks of
@@ -94,7 +104,7 @@ pub(super) unsafe fn matvec(
     x: *const f32,
     n_blocks: usize,
     first: usize,
-    out: &mut [[f32; LANES]],
+    out: &mut [f32],
 ) {
     // SAFETY: forwarded caller contract.
     unsafe {
@@ -239,8 +249,14 @@ pub(super) unsafe fn gemm_tile(
                     // SAFETY: row r0 + i and token t0 + j hold n floats (caller).
                     let (wt, xt) = unsafe {
                         (
-                            std::slice::from_raw_parts(w.add((r0 + i) * ldw + 16 * n16), n - 16 * n16),
-                            std::slice::from_raw_parts(x.add((t0 + j) * ldx + 16 * n16), n - 16 * n16),
+                            std::slice::from_raw_parts(
+                                w.add((r0 + i) * ldw + 16 * n16),
+                                n - 16 * n16,
+                            ),
+                            std::slice::from_raw_parts(
+                                x.add((t0 + j) * ldx + 16 * n16),
+                                n - 16 * n16,
+                            ),
                         )
                     };
                     super::reference::fma_lanes(l, wt, xt);
@@ -253,30 +269,69 @@ pub(super) unsafe fn gemm_tile(
     }
 }
 
-/// The contract's dot product of two f32 slices.
+/// The contract's dot products of `a` (length `n`) with `R` rows of `b` at stride `ldb`.
+#[target_feature(enable = "avx2,fma,f16c")]
+#[inline]
+unsafe fn dots<const R: usize>(a: *const f32, b: *const f32, ldb: usize, n: usize) -> [f32; R] {
+    let mut acc = [zero(); R];
+    let n16 = n / 16;
+    for k in 0..n16 {
+        // SAFETY: a and each row of b hold n floats (caller).
+        unsafe {
+            let (a0, a1) = (_mm256_loadu_ps(a.add(16 * k)), _mm256_loadu_ps(a.add(16 * k + 8)));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let p = b.add(r * ldb + 16 * k);
+                acc.0 = _mm256_fmadd_ps(a0, _mm256_loadu_ps(p), acc.0);
+                acc.1 = _mm256_fmadd_ps(a1, _mm256_loadu_ps(p.add(8)), acc.1);
+            }
+        }
+    }
+    let mut out = [0f32; R];
+    for (r, (o, acc)) in out.iter_mut().zip(acc).enumerate() {
+        let mut l = lanes(acc);
+        // SAFETY: the remaining n − 16·n16 floats of a and of row r.
+        let (at, bt) = unsafe {
+            (
+                std::slice::from_raw_parts(a.add(16 * n16), n - 16 * n16),
+                std::slice::from_raw_parts(b.add(r * ldb + 16 * n16), n - 16 * n16),
+            )
+        };
+        super::reference::fma_lanes(&mut l, at, bt);
+        *o = super::reference::hsum(l);
+    }
+    out
+}
+
+/// The contract's dot products `out[j] = a · b[j·ldb .. j·ldb + a.len()]`.
+///
+/// # Safety
+/// AVX2/FMA/F16C available; `b` holds `(out.len() − 1)·ldb + a.len()` floats.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn dot_rows(a: &[f32], b: *const f32, ldb: usize, out: &mut [f32]) {
+    let n = a.len();
+    let mut j = 0;
+    // SAFETY (all calls): row j of b holds n floats (caller).
+    unsafe {
+        while j + 4 <= out.len() {
+            out[j..j + 4].copy_from_slice(&dots::<4>(a.as_ptr(), b.add(j * ldb), ldb, n));
+            j += 4;
+        }
+        while j < out.len() {
+            out[j] = dots::<1>(a.as_ptr(), b.add(j * ldb), ldb, n)[0];
+            j += 1;
+        }
+    }
+}
+
+/// The contract's dot product of two f32 slices of equal length.
 ///
 /// # Safety
 /// AVX2/FMA/F16C available.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
-    let n16 = n / 16;
-    let mut acc = zero();
-    for k in 0..n16 {
-        // SAFETY: 16(k+1) ≤ n.
-        unsafe {
-            let (pa, pb) = (a.as_ptr().add(16 * k), b.as_ptr().add(16 * k));
-            acc.0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa), _mm256_loadu_ps(pb), acc.0);
-            acc.1 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(pa.add(8)),
-                _mm256_loadu_ps(pb.add(8)),
-                acc.1,
-            );
-        }
-    }
-    let mut l = lanes(acc);
-    super::reference::fma_lanes(&mut l, &a[16 * n16..n], &b[16 * n16..n]);
-    super::reference::hsum(l)
+    // SAFETY: both hold n floats.
+    unsafe { dots::<1>(a.as_ptr(), b.as_ptr(), 0, n)[0] }
 }
 
 /// `y = fma(p, v, y)` element-wise.

@@ -9,24 +9,13 @@ use std::arch::x86_64::*;
 
 use super::avx512_decode::{Bf16, Dec512, F16, F32, Q4K, Q4_0, Q4_1, Q5K, Q5_0, Q5_1, Q6K, Q8_0};
 use super::matrix::{Fast, TILE_ROWS, TILE_TOKENS};
-use super::LANES;
 
 /// Row groups ahead to prefetch: while a group of R rows is computed, the same positions of
 /// the rows that many groups later are prefetched, so the (row-major, contiguous) matrix
 /// streams from memory ahead of use.
 const PREFETCH_GROUPS: usize = 8;
 
-/// Lanes of an accumulator, as the scalar code holds them.
-#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
-#[inline]
-fn lanes(v: __m512) -> [f32; LANES] {
-    let mut a = [0f32; LANES];
-    // SAFETY: `a` holds 16 floats.
-    unsafe { _mm512_storeu_ps(a.as_mut_ptr(), v) };
-    a
-}
-
-/// Lanes of `R` rows (each `n_blocks` blocks of `D` at `rows[r]`) dotted with `x`.
+/// The contract's dot products of `R` rows (each `n_blocks` blocks of `D` at `rows[r]`) with `x`.
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 #[inline]
 unsafe fn rows_lanes<D: Dec512, const R: usize>(
@@ -34,7 +23,7 @@ unsafe fn rows_lanes<D: Dec512, const R: usize>(
     row_stride: usize,
     x: *const f32,
     n_blocks: usize,
-) -> [[f32; LANES]; R] {
+) -> [f32; R] {
     let mut acc = [_mm512_setzero_ps(); R];
     for b in 0..n_blocks {
         // SAFETY: x holds n_blocks·BLOCK floats and each row n_blocks·BYTES bytes (caller).
@@ -51,14 +40,14 @@ unsafe fn rows_lanes<D: Dec512, const R: usize>(
             }
         }
     }
-    let mut out = [[0f32; LANES]; R];
+    let mut out = [0f32; R];
     for (o, a) in out.iter_mut().zip(acc) {
-        *o = lanes(a);
+        *o = hsum(a);
     }
     out
 }
 
-/// Lanes for rows `first..first + out.len()` of a matrix of `D` blocks.
+/// Dot products of rows `first..first + out.len()` of a matrix of `D` blocks with `x`.
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 #[inline]
 unsafe fn matvec_t<D: Dec512>(
@@ -67,7 +56,7 @@ unsafe fn matvec_t<D: Dec512>(
     x: *const f32,
     n_blocks: usize,
     first: usize,
-    out: &mut [[f32; LANES]],
+    out: &mut [f32],
 ) {
     let row = |r: usize| {
         // SAFETY: r < n_out (caller), so the row start is inside the matrix.
@@ -106,7 +95,7 @@ unsafe fn matvec_t<D: Dec512>(
     }
 }
 
-/// Lanes (over the whole-block part of each row) of rows `first..first + out.len()` · `x`.
+/// The contract's dot products of rows `first..first + out.len()` (whole blocks) with `x`.
 ///
 /// # Safety
 /// AVX-512F/VL, AVX2, FMA and F16C available; `data` holds the rows (`row_bytes` each) of whole blocks
@@ -118,7 +107,7 @@ pub(super) unsafe fn matvec(
     x: *const f32,
     n_blocks: usize,
     first: usize,
-    out: &mut [[f32; LANES]],
+    out: &mut [f32],
 ) {
     // SAFETY: forwarded caller contract.
     unsafe {
@@ -290,26 +279,69 @@ pub(super) unsafe fn gemm_tile(
     }
 }
 
-/// The contract's dot product of two f32 slices.
+/// The contract's dot products of `a` (length `n`) with `R` rows of `b` at stride `ldb`.
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
+#[inline]
+unsafe fn dots<const R: usize>(a: *const f32, b: *const f32, ldb: usize, n: usize) -> [f32; R] {
+    let mut acc = [_mm512_setzero_ps(); R];
+    let n16 = n / 16;
+    for k in 0..n16 {
+        // SAFETY: a and each row of b hold n floats (caller).
+        unsafe {
+            let av = _mm512_loadu_ps(a.add(16 * k));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm512_fmadd_ps(av, _mm512_loadu_ps(b.add(r * ldb + 16 * k)), *acc);
+            }
+        }
+    }
+    let tail = n % 16;
+    if tail > 0 {
+        let m: __mmask16 = (1u16 << tail) - 1;
+        // SAFETY: masked loads touch only the remaining floats.
+        unsafe {
+            let av = _mm512_maskz_loadu_ps(m, a.add(16 * n16));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let bv = _mm512_maskz_loadu_ps(m, b.add(r * ldb + 16 * n16));
+                *acc = _mm512_mask3_fmadd_ps(av, bv, *acc, m);
+            }
+        }
+    }
+    let mut out = [0f32; R];
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = hsum(a);
+    }
+    out
+}
+
+/// The contract's dot products `out[j] = a · b[j·ldb .. j·ldb + a.len()]`.
+///
+/// # Safety
+/// AVX-512F/VL, AVX2, FMA and F16C available; `b` holds `(out.len() − 1)·ldb + a.len()`
+/// floats.
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
+pub(super) unsafe fn dot_rows(a: &[f32], b: *const f32, ldb: usize, out: &mut [f32]) {
+    let n = a.len();
+    let mut j = 0;
+    // SAFETY (all calls): row j of b holds n floats (caller).
+    unsafe {
+        while j + 4 <= out.len() {
+            out[j..j + 4].copy_from_slice(&dots::<4>(a.as_ptr(), b.add(j * ldb), ldb, n));
+            j += 4;
+        }
+        while j < out.len() {
+            out[j] = dots::<1>(a.as_ptr(), b.add(j * ldb), ldb, n)[0];
+            j += 1;
+        }
+    }
+}
+
+/// The contract's dot product of two f32 slices of equal length.
 ///
 /// # Safety
 /// AVX-512F/VL, AVX2, FMA and F16C available.
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 pub(super) unsafe fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
-    let n16 = n / 16;
-    let mut acc = _mm512_setzero_ps();
-    for k in 0..n16 {
-        // SAFETY: 16(k+1) ≤ n.
-        unsafe {
-            acc = _mm512_fmadd_ps(
-                _mm512_loadu_ps(a.as_ptr().add(16 * k)),
-                _mm512_loadu_ps(b.as_ptr().add(16 * k)),
-                acc,
-            );
-        }
-    }
-    let mut l = lanes(acc);
-    super::reference::fma_lanes(&mut l, &a[16 * n16..n], &b[16 * n16..n]);
-    super::reference::hsum(l)
+    // SAFETY: both hold n floats.
+    unsafe { dots::<1>(a.as_ptr(), b.as_ptr(), 0, n)[0] }
 }

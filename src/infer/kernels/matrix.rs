@@ -237,58 +237,25 @@ impl<'a> Matrix<'a> {
 
     /// `out[i] = W[first + i] · x` (`x`: `n_in` floats).
     pub fn matvec_rows(&self, level: SimdLevel, x: &[f32], first: usize, out: &mut [f32]) {
-        const BATCH: usize = 64;
         let n = out.len().min(self.n_out.saturating_sub(first));
         let x = &x[..self.n_in];
-        match self.kind {
-            Kind::Fast(fast) if level != SimdLevel::Scalar => {
+        if let Kind::Fast(fast) = self.kind {
+            // Rows of whole decoder blocks (a plain-dtype row with a tail takes the row path).
+            if self.n_in % fast.block() == 0 {
                 let n_blocks = self.n_in / fast.block();
-                let done = n_blocks * fast.block();
-                let mut lanes = [[0f32; LANES]; BATCH];
-                let mut r0 = 0;
-                while r0 < n {
-                    let m = BATCH.min(n - r0);
-                    let ok = simd_matvec(
-                        level,
-                        fast,
-                        self.data,
-                        self.row_bytes,
-                        x,
-                        n_blocks,
-                        first + r0,
-                        &mut lanes[..m],
-                    );
-                    debug_assert!(ok);
-                    for (i, l) in lanes[..m].iter_mut().enumerate() {
-                        out[r0 + i] = self.finish_plain(l, first + r0 + i, done, x);
-                    }
-                    r0 += m;
-                }
-            }
-            Kind::Fast(_) | Kind::Generic => {
-                let mut buf = vec![0f32; self.n_in];
-                for (i, o) in out[..n].iter_mut().enumerate() {
-                    if let Some(row) = self.row(first + i) {
-                        self.decode_into(level, row, &mut buf);
-                        *o = super::dot_f32(level, &buf, x);
-                    }
+                let out = &mut out[..n];
+                if simd_matvec(level, fast, self.data, self.row_bytes, x, n_blocks, first, out) {
+                    return;
                 }
             }
         }
-    }
-
-    /// Adds the tail (values `done..n_in`, plain dtypes only) to the lanes and sums them.
-    fn finish_plain(&self, lanes: &mut [f32; LANES], r: usize, done: usize, x: &[f32]) -> f32 {
-        if done < self.n_in {
-            let mut tail = [0f32; LANES];
-            let n_tail = self.n_in - done;
-            let es = self.dtype.type_size();
-            if let Some(row) = self.row(r) {
-                let _ = dequantize(self.dtype, &row[done * es..], &mut tail[..n_tail]);
+        let mut buf = vec![0f32; self.n_in];
+        for (i, o) in out[..n].iter_mut().enumerate() {
+            if let Some(row) = self.row(first + i) {
+                self.decode_into(level, row, &mut buf);
+                *o = super::dot_f32(level, &buf, x);
             }
-            fma_lanes(lanes, &tail[..n_tail], &x[done..]);
         }
-        hsum(*lanes)
     }
 
     /// `out[t·n_out + r] = W[r] · x[t]` for `r` in `rows`, `t < n_tok` (`x`: `n_tok × n_in`,
@@ -329,7 +296,9 @@ impl<'a> Matrix<'a> {
                 for r in 0..rg {
                     for t in 0..tt {
                         // SAFETY: row r0 + r belongs to this call's exclusive rows.
-                        unsafe { out.write((t0 + t) * self.n_out + r0 + r, sums[r * TILE_TOKENS + t]) };
+                        unsafe {
+                            out.write((t0 + t) * self.n_out + r0 + r, sums[r * TILE_TOKENS + t])
+                        };
                     }
                 }
                 t0 += tt;
@@ -387,7 +356,7 @@ fn simd_decode(level: SimdLevel, fast: Fast, row: &[u8], n_blocks: usize, out: &
     }
 }
 
-/// Fused decode + FMA lanes for rows `first..first + out.len()`; false without SIMD.
+/// Fused decode + FMA dot products of rows `first..first + out.len()`; false without SIMD.
 #[allow(clippy::too_many_arguments)]
 fn simd_matvec(
     level: SimdLevel,
@@ -397,7 +366,7 @@ fn simd_matvec(
     x: &[f32],
     n_blocks: usize,
     first: usize,
-    out: &mut [[f32; LANES]],
+    out: &mut [f32],
 ) -> bool {
     debug_assert!((first + out.len()) * row_bytes <= data.len());
     debug_assert!(x.len() >= n_blocks * fast.block());
@@ -450,7 +419,10 @@ fn gemm_tile(
     tt: usize,
     out: &mut [f32; TILE_ROWS * TILE_TOKENS],
 ) {
-    assert!(w.len() >= rg * n && x.len() >= tt * n, "gemm tile buffers too short");
+    assert!(
+        w.len() >= rg * n && x.len() >= tt * n,
+        "gemm tile buffers too short"
+    );
     match level {
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx512 if SimdLevel::Avx512.available() => {

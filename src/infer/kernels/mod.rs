@@ -140,6 +140,34 @@ pub fn dot_f32(level: SimdLevel, a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// The contract's dot products of `a` with `out.len()` rows of `b`:
+/// `out[j] = a · b[j·ldb .. j·ldb + a.len()]` (attention scores over cached keys).
+pub fn dot_rows(level: SimdLevel, a: &[f32], b: &[f32], ldb: usize, out: &mut [f32]) {
+    let n = a.len();
+    let need = match out.len() {
+        0 => return,
+        m => (m - 1) * ldb + n,
+    };
+    assert!(b.len() >= need, "dot_rows: {} floats given, {need} needed", b.len());
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 if SimdLevel::Avx512.available() => {
+            // SAFETY: level available; b holds every row (asserted).
+            unsafe { avx512::dot_rows(a, b.as_ptr(), ldb, out) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 if SimdLevel::Avx2.available() => {
+            // SAFETY: as above.
+            unsafe { avx2::dot_rows(a, b.as_ptr(), ldb, out) }
+        }
+        SimdLevel::Scalar | SimdLevel::Avx2 | SimdLevel::Avx512 => {
+            for (j, o) in out.iter_mut().enumerate() {
+                *o = reference::dot_f32(a, &b[j * ldb..j * ldb + n]);
+            }
+        }
+    }
+}
+
 /// `y = fma(p, v, y)` element-wise (the attention value accumulation); identical on every level.
 pub fn axpy(level: SimdLevel, p: f32, v: &[f32], y: &mut [f32]) {
     match level {
