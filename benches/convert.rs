@@ -13,7 +13,11 @@ use apr_qa::convert::{convert, DtypeChoice, Target};
 fn rss_anon_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("RssAnon:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("RssAnon:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -38,7 +42,11 @@ fn measured(f: impl FnOnce()) -> (Duration, u64) {
 }
 
 fn best_of(n: usize, mut f: impl FnMut() -> (Duration, u64)) -> (Duration, u64) {
-    (0..n).map(|_| f()).fold((Duration::MAX, 0), |(t, m), (t2, m2)| (t.min(t2), m.max(m2)))
+    (0..n)
+        .map(|_| f())
+        .fold((Duration::MAX, 0), |(t, m), (t2, m2)| {
+            (t.min(t2), m.max(m2))
+        })
 }
 
 fn main() {
@@ -47,13 +55,17 @@ fn main() {
         .skip(1)
         .find(|a| !a.starts_with('-'))
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(&home).join(".cache/apr-qa/models/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf"));
+        .unwrap_or_else(|| {
+            Path::new(&home).join(".cache/apr-qa/models/Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf")
+        });
     if !model.is_file() {
         eprintln!("no model at {} (scripts/fetch-models.sh)", model.display());
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let largest = apr_qa::model::Model::open(&model).map(|m| m.largest_tensor_bytes()).unwrap_or(0);
+    let largest = apr_qa::model::Model::open(&model)
+        .map(|m| m.largest_tensor_bytes())
+        .unwrap_or(0);
     let cp = best_of(3, || {
         let out = dir.path().join("cp.gguf");
         let r = measured(|| {
@@ -62,9 +74,20 @@ fn main() {
         let _ = std::fs::remove_file(&out);
         r
     });
-    println!("model {} ({} MB, largest tensor {} MB)", model.display(), std::fs::metadata(&model).map(|m| m.len() >> 20).unwrap_or(0), largest >> 20);
+    println!(
+        "model {} ({} MB, largest tensor {} MB)",
+        model.display(),
+        std::fs::metadata(&model)
+            .map(|m| m.len() >> 20)
+            .unwrap_or(0),
+        largest >> 20
+    );
     println!("{:<28} {:>8.3} s  (reference)", "cp", cp.0.as_secs_f64());
-    for (name, to, ext) in [("gguf->apr", Target::Apr, "apr"), ("gguf->safetensors", Target::Safetensors, "safetensors"), ("gguf->gguf", Target::Gguf, "gguf")] {
+    for (name, to, ext) in [
+        ("gguf->apr", Target::Apr, "apr"),
+        ("gguf->safetensors", Target::Safetensors, "safetensors"),
+        ("gguf->gguf", Target::Gguf, "gguf"),
+    ] {
         let r = best_of(3, || {
             let out = dir.path().join(format!("out.{ext}"));
             let r = measured(|| {
@@ -82,7 +105,19 @@ fn main() {
         );
     }
     let hf = measured(|| {
-        convert(&model, &dir.path().join("hf"), Target::Hf, DtypeChoice::Keep).expect("export");
+        convert(
+            &model,
+            &dir.path().join("hf"),
+            Target::Hf,
+            DtypeChoice::Keep,
+        )
+        .expect("export");
     });
-    println!("{:<28} {:>8.3} s  {:>5.2}x cp   peak RssAnon +{} MB", "gguf->hf (F32)", hf.0.as_secs_f64(), hf.0.as_secs_f64() / cp.0.as_secs_f64(), hf.1 >> 10);
+    println!(
+        "{:<28} {:>8.3} s  {:>5.2}x cp   peak RssAnon +{} MB",
+        "gguf->hf (F32)",
+        hf.0.as_secs_f64(),
+        hf.0.as_secs_f64() / cp.0.as_secs_f64(),
+        hf.1 >> 10
+    );
 }

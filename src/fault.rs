@@ -91,11 +91,16 @@ impl Fault {
 
     /// The fault named `s` (case-insensitive).
     pub fn from_name(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.name().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(s))
     }
 
     fn code(self) -> u8 {
-        Self::ALL.iter().position(|f| *f == self).map_or(0, |i| i as u8 + 1)
+        Self::ALL
+            .iter()
+            .position(|f| *f == self)
+            .map_or(0, |i| i as u8 + 1)
     }
 }
 

@@ -35,7 +35,14 @@ pub fn tiny_model(dir: &Path) -> PathBuf {
             (0..n).map(|j| (j * 7 % 61) as u8).collect()
         })
         .collect();
-    let specs: Vec<GgufTensorSpec> = tensors.iter().map(|(n, ne, t)| GgufTensorSpec { name: n, ne, dtype: *t }).collect();
+    let specs: Vec<GgufTensorSpec> = tensors
+        .iter()
+        .map(|(n, ne, t)| GgufTensorSpec {
+            name: n,
+            ne,
+            dtype: *t,
+        })
+        .collect();
     write_gguf(&path, 3, &md, &specs, &mut |i, w| w.write_all(&data[i])).expect("write tiny model");
     path
 }
@@ -44,7 +51,10 @@ const GATES: &str = "  - id: F-CONV-G-A\n  - id: F-CONV-S-G\n  - id: F-CONV-RT-0
 
 fn playbook(dir: &Path, model: &Path, extra_gate_fields: &str) -> PathBuf {
     let p = dir.join("pb.yaml");
-    let text = format!("name: tiny\nmodel:\n  path: {}\ntimeout_s: 60\ngates:\n{GATES}{extra_gate_fields}", model.display());
+    let text = format!(
+        "name: tiny\nmodel:\n  path: {}\ntimeout_s: 60\ngates:\n{GATES}{extra_gate_fields}",
+        model.display()
+    );
     std::fs::write(&p, text).expect("write playbook");
     p
 }
@@ -57,11 +67,18 @@ fn run(pb: &Path, out: &Path, hook: Option<&str>) -> (i32, String, String) {
         None => c.env_remove("APR_QA_TEST_HOOK"),
     };
     let o = c.output().expect("run apr-qa");
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 fn evidence(out: &Path) -> EvidenceFile {
-    serde_json::from_str(&std::fs::read_to_string(out.join("evidence.json")).expect("evidence.json written")).expect("evidence parses")
+    serde_json::from_str(
+        &std::fs::read_to_string(out.join("evidence.json")).expect("evidence.json written"),
+    )
+    .expect("evidence parses")
 }
 
 #[test]
@@ -71,10 +88,19 @@ fn a_clean_run_corroborates_everything_and_exits_0() {
     let (code, out, err) = run(&playbook(d.path(), &m, ""), &d.path().join("out"), None);
     assert_eq!(code, 0, "{out}{err}");
     let e = evidence(&d.path().join("out"));
-    assert!(e.evidence.iter().all(|x| x.outcome == Outcome::Corroborated), "{out}");
+    assert!(
+        e.evidence
+            .iter()
+            .all(|x| x.outcome == Outcome::Corroborated),
+        "{out}"
+    );
     assert_eq!(e.summary.corroborated, e.evidence.len());
     // Nothing was written beside the model.
-    let beside: Vec<String> = std::fs::read_dir(d.path()).expect("ls").filter_map(|x| x.ok()).map(|x| x.file_name().to_string_lossy().into_owned()).collect();
+    let beside: Vec<String> = std::fs::read_dir(d.path())
+        .expect("ls")
+        .filter_map(|x| x.ok())
+        .map(|x| x.file_name().to_string_lossy().into_owned())
+        .collect();
     let mut beside = beside;
     beside.sort();
     assert_eq!(beside, ["out", "pb.yaml", "tiny.gguf"]);
@@ -89,10 +115,22 @@ fn a_hanging_gate_times_out_and_the_run_goes_on() {
     let (code, out, err) = run(&pb, &d.path().join("out"), Some("hang:F-EDGE-001"));
     assert_eq!(code, 1, "{out}{err}");
     let e = evidence(&d.path().join("out"));
-    let hung = e.evidence.iter().find(|x| x.gate_id == "F-EDGE-001").expect("recorded");
+    let hung = e
+        .evidence
+        .iter()
+        .find(|x| x.gate_id == "F-EDGE-001")
+        .expect("recorded");
     assert_eq!(hung.outcome, Outcome::Timeout);
-    assert!(hung.duration_ms <= 4_000, "timed out within limit + 2 s: {} ms", hung.duration_ms);
-    assert!(e.evidence.iter().filter(|x| x.gate_id != "F-EDGE-001").all(|x| x.outcome == Outcome::Corroborated));
+    assert!(
+        hung.duration_ms <= 4_000,
+        "timed out within limit + 2 s: {} ms",
+        hung.duration_ms
+    );
+    assert!(e
+        .evidence
+        .iter()
+        .filter(|x| x.gate_id != "F-EDGE-001")
+        .all(|x| x.outcome == Outcome::Corroborated));
     assert!(t0.elapsed() < Duration::from_secs(30));
 }
 
@@ -100,14 +138,31 @@ fn a_hanging_gate_times_out_and_the_run_goes_on() {
 fn a_panicking_gate_is_crashed_and_the_run_goes_on() {
     let d = tempfile::tempdir().expect("tempdir");
     let m = tiny_model(d.path());
-    let (code, out, err) = run(&playbook(d.path(), &m, ""), &d.path().join("out"), Some("panic:F-EDGE-004"));
+    let (code, out, err) = run(
+        &playbook(d.path(), &m, ""),
+        &d.path().join("out"),
+        Some("panic:F-EDGE-004"),
+    );
     assert_eq!(code, 1, "{out}{err}");
     let e = evidence(&d.path().join("out"));
-    let c = e.evidence.iter().find(|x| x.gate_id == "F-EDGE-004").expect("recorded");
+    let c = e
+        .evidence
+        .iter()
+        .find(|x| x.gate_id == "F-EDGE-004")
+        .expect("recorded");
     assert_eq!(c.outcome, Outcome::Crashed);
     assert!(c.reason.contains("panicked"), "{}", c.reason);
-    assert_eq!(e.evidence.iter().filter(|x| x.outcome == Outcome::Corroborated).count(), e.evidence.len() - 1);
-    assert!(e.run.inject.is_some(), "a hooked run says so in its evidence");
+    assert_eq!(
+        e.evidence
+            .iter()
+            .filter(|x| x.outcome == Outcome::Corroborated)
+            .count(),
+        e.evidence.len() - 1
+    );
+    assert!(
+        e.run.inject.is_some(),
+        "a hooked run says so in its evidence"
+    );
 }
 
 #[test]
@@ -125,25 +180,42 @@ fn sigint_leaves_incomplete_evidence_and_exits_3() {
         .expect("spawn");
     std::thread::sleep(Duration::from_millis(1500));
     let pid = child.id().to_string();
-    Command::new("kill").args(["-INT", &pid]).status().expect("kill -INT");
+    Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill -INT");
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(3));
     assert_schema_valid(&out.join("evidence.json"));
     let e = evidence(&out);
     assert!(e.run.incomplete && e.run.interrupted);
     assert_eq!(e.evidence.len(), 10, "every planned gate has a record");
-    assert!(e.evidence.iter().any(|x| x.outcome == Outcome::Skipped && x.reason.contains("interrupted")));
+    assert!(e
+        .evidence
+        .iter()
+        .any(|x| x.outcome == Outcome::Skipped && x.reason.contains("interrupted")));
 }
 
 #[test]
 fn bad_playbooks_exit_2_naming_the_line() {
     let d = tempfile::tempdir().expect("tempdir");
     let m = tiny_model(d.path());
-    let base = format!("name: tiny\nmodel:\n  path: {}\ngates:\n  - id: F-CONV-G-A\n", m.display());
+    let base = format!(
+        "name: tiny\nmodel:\n  path: {}\ngates:\n  - id: F-CONV-G-A\n",
+        m.display()
+    );
     let cases = [
         (base.replace("gates:", "gatez: 1\ngates:"), 4, "gatez"),
-        (base.replace("name: tiny", "name: tiny\ntimeout_s: soon"), 2, "timeout_s"),
-        (base.replace(&m.display().to_string(), "/nonexistent/m.gguf"), 3, "/nonexistent/m.gguf"),
+        (
+            base.replace("name: tiny", "name: tiny\ntimeout_s: soon"),
+            2,
+            "timeout_s",
+        ),
+        (
+            base.replace(&m.display().to_string(), "/nonexistent/m.gguf"),
+            3,
+            "/nonexistent/m.gguf",
+        ),
         (base.replace("F-CONV-G-A", "F-NOPE"), 5, "F-NOPE"),
     ];
     for (i, (text, line, needle)) in cases.iter().enumerate() {
@@ -153,7 +225,10 @@ fn bad_playbooks_exit_2_naming_the_line() {
             let o = Command::new(BIN).args(&args).arg(&p).output().expect("run");
             let err = String::from_utf8_lossy(&o.stderr);
             assert_eq!(o.status.code(), Some(2), "{args:?} case {i}: {err}");
-            assert!(err.contains(&format!("{}:{line}:", p.display())), "case {i}: line {line} not named: {err}");
+            assert!(
+                err.contains(&format!("{}:{line}:", p.display())),
+                "case {i}: line {line} not named: {err}"
+            );
             assert!(err.contains(needle), "case {i}: {err}");
         }
     }
@@ -165,7 +240,10 @@ fn rerunning_gives_identical_evidence_apart_from_times() {
     let m = tiny_model(d.path());
     let pb = playbook(d.path(), &m, "");
     let strip = |out: &Path| -> serde_json::Value {
-        let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("evidence.json")).expect("read")).expect("json");
+        let mut v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("evidence.json")).expect("read"),
+        )
+        .expect("json");
         for k in ["started", "finished"] {
             v["run"][k] = serde_json::Value::Null;
         }
@@ -190,10 +268,20 @@ fn rerunning_gives_identical_evidence_apart_from_times() {
 fn score_says_why_an_empty_category_scores_zero() {
     let d = tempfile::tempdir().expect("tempdir");
     let m = tiny_model(d.path());
-    assert_eq!(run(&playbook(d.path(), &m, ""), &d.path().join("out"), None).0, 0);
-    let o = Command::new(BIN).arg("score").arg(d.path().join("out/evidence.json")).output().expect("score");
+    assert_eq!(
+        run(&playbook(d.path(), &m, ""), &d.path().join("out"), None).0,
+        0
+    );
+    let o = Command::new(BIN)
+        .arg("score")
+        .arg(d.path().join("out/evidence.json"))
+        .output()
+        .expect("score");
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("no PERF gate was judged: 0 of 150 points"), "{text}");
+    assert!(
+        text.contains("no PERF gate was judged: 0 of 150 points"),
+        "{text}"
+    );
     assert!(text.contains("COMP   150.0/150"), "{text}");
 }
 
@@ -204,7 +292,8 @@ fn mask_run_dir(s: &str) -> String {
     while let Some(i) = rest.find("apr-qa-run-") {
         out.push_str(&rest[..i + "apr-qa-run-".len()]);
         out.push('*');
-        rest = rest[i + "apr-qa-run-".len()..].trim_start_matches(|c: char| c.is_ascii_alphanumeric());
+        rest =
+            rest[i + "apr-qa-run-".len()..].trim_start_matches(|c: char| c.is_ascii_alphanumeric());
     }
     out.push_str(rest);
     out
@@ -213,13 +302,24 @@ fn mask_run_dir(s: &str) -> String {
 /// Checks an evidence file against the shipped JSON Schema.
 pub fn assert_schema_valid(evidence_json: &Path) {
     let schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("evidence/evidence.schema.json")).expect("schema shipped"),
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("evidence/evidence.schema.json"),
+        )
+        .expect("schema shipped"),
     )
     .expect("schema is JSON");
-    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(evidence_json).expect("read")).expect("json");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(evidence_json).expect("read")).expect("json");
     let v = jsonschema::validator_for(&schema).expect("schema compiles");
-    let errors: Vec<String> = v.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path)).collect();
-    assert!(errors.is_empty(), "{} violates the schema: {errors:?}", evidence_json.display());
+    let errors: Vec<String> = v
+        .iter_errors(&doc)
+        .map(|e| format!("{} at {}", e, e.instance_path))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{} violates the schema: {errors:?}",
+        evidence_json.display()
+    );
 }
 
 #[test]
@@ -229,10 +329,16 @@ fn evidence_of_clean_hooked_and_interrupted_runs_passes_the_schema() {
     let pb = playbook(d.path(), &m, "");
     assert_eq!(run(&pb, &d.path().join("clean"), None).0, 0);
     assert_schema_valid(&d.path().join("clean/evidence.json"));
-    assert_eq!(run(&pb, &d.path().join("crash"), Some("panic:F-EDGE-004")).0, 1);
+    assert_eq!(
+        run(&pb, &d.path().join("crash"), Some("panic:F-EDGE-004")).0,
+        1
+    );
     assert_schema_valid(&d.path().join("crash/evidence.json"));
     // A record that breaks the schema is caught (the check can fail).
-    let mut bad: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.path().join("clean/evidence.json")).expect("read")).expect("json");
+    let mut bad: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.path().join("clean/evidence.json")).expect("read"),
+    )
+    .expect("json");
     bad["evidence"][0]["outcome"] = serde_json::json!("Passed");
     std::fs::write(d.path().join("bad.json"), bad.to_string()).expect("write");
     let r = std::panic::catch_unwind(|| assert_schema_valid(&d.path().join("bad.json")));

@@ -15,7 +15,8 @@ fn every_shipped_playbook_parses_strictly() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "yaml") {
                 let text = std::fs::read_to_string(&p).expect("read");
-                Playbook::parse(&text, &p.display().to_string(), false).unwrap_or_else(|e| panic!("{e}"));
+                Playbook::parse(&text, &p.display().to_string(), false)
+                    .unwrap_or_else(|e| panic!("{e}"));
                 n += 1;
             }
         }

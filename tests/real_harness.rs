@@ -18,9 +18,16 @@ fn run(playbook: &str, out: &Path) -> (i32, EvidenceFile) {
         .arg(out)
         .output()
         .expect("run");
-    let text = std::fs::read_to_string(out.join("evidence.json"))
-        .unwrap_or_else(|e| panic!("{playbook}: no evidence ({e}): {}", String::from_utf8_lossy(&o.stderr)));
-    (o.status.code().unwrap_or(-1), serde_json::from_str(&text).expect("evidence parses"))
+    let text = std::fs::read_to_string(out.join("evidence.json")).unwrap_or_else(|e| {
+        panic!(
+            "{playbook}: no evidence ({e}): {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (
+        o.status.code().unwrap_or(-1),
+        serde_json::from_str(&text).expect("evidence parses"),
+    )
 }
 
 /// Each verification playbook passes on the clean engine (issue #8 proves each one bites).
@@ -30,7 +37,12 @@ fn verify_playbooks_pass_clean() {
     for t in ["172", "177", "181", "191", "202", "215"] {
         let d = tempfile::tempdir().expect("tempdir");
         let (code, e) = run(&format!("playbooks/verify/TICKET-{t}.yaml"), d.path());
-        let bad: Vec<String> = e.evidence.iter().filter(|x| x.outcome != Outcome::Corroborated).map(|x| format!("{} {:?} {}", x.gate_id, x.outcome, x.reason)).collect();
+        let bad: Vec<String> = e
+            .evidence
+            .iter()
+            .filter(|x| x.outcome != Outcome::Corroborated)
+            .map(|x| format!("{} {:?} {}", x.gate_id, x.outcome, x.reason))
+            .collect();
         assert_eq!(code, 0, "TICKET-{t}: {bad:?}");
     }
 }
@@ -46,7 +58,11 @@ fn the_ci_run_leaves_the_model_directory_unchanged() {
             .filter_map(|e| e.ok())
             .map(|e| {
                 let m = e.metadata().expect("stat");
-                (e.file_name().to_string_lossy().into_owned(), m.len(), m.modified().expect("mtime"))
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    m.len(),
+                    m.modified().expect("mtime"),
+                )
             })
             .collect();
         v.sort();
@@ -54,8 +70,16 @@ fn the_ci_run_leaves_the_model_directory_unchanged() {
     };
     let before = snapshot();
     let d = tempfile::tempdir().expect("tempdir");
-    let (_, e) = run("playbooks/models/qwen2.5-coder-0.5b-ci.playbook.yaml", d.path());
+    let (_, e) = run(
+        "playbooks/models/qwen2.5-coder-0.5b-ci.playbook.yaml",
+        d.path(),
+    );
     assert_eq!(snapshot(), before);
-    let cats: std::collections::BTreeSet<&str> = e.evidence.iter().filter(|x| x.outcome.judged()).map(|x| x.category.as_str()).collect();
+    let cats: std::collections::BTreeSet<&str> = e
+        .evidence
+        .iter()
+        .filter(|x| x.outcome.judged())
+        .map(|x| x.category.as_str())
+        .collect();
     assert_eq!(cats.len(), 6, "every MQS category judged: {cats:?}");
 }

@@ -1,19 +1,19 @@
 //! Integration tests: one binary.
 mod apr;
 mod cli_hostile;
+mod faults;
 mod fetch_models;
 mod gguf;
+mod harness;
+mod hf;
+mod infer;
 mod oracle;
+mod playbooks;
 mod real_convert;
 mod real_gguf;
+mod real_harness;
 mod safetensors;
-mod util;
-mod hf;
-mod tokenizer;
-mod infer;
-mod harness;
 mod synth;
 mod synthetic_run;
-mod playbooks;
-mod real_harness;
-mod faults;
+mod tokenizer;
+mod util;

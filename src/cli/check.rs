@@ -40,7 +40,8 @@ pub struct FileArgs {
 fn open(p: &std::path::Path) -> Result<Model, Failure> {
     if apr_qa::convert::hf_import::is_hf_dir(p) {
         let scratch = tempfile::tempdir().map_err(Failure::bad_input)?;
-        return apr_qa::convert::hf_import::open_hf_dir(p, scratch.path()).map_err(Failure::bad_input);
+        return apr_qa::convert::hf_import::open_hf_dir(p, scratch.path())
+            .map_err(Failure::bad_input);
     }
     Model::open(p).map_err(Failure::bad_input)
 }

@@ -71,7 +71,11 @@ pub fn run_cmd(a: RunArgs) -> Result<u8, Failure> {
     let inject = a
         .inject
         .as_deref()
-        .map(|n| Fault::from_name(n).ok_or_else(|| Failure::bad_input(anyhow::anyhow!("unknown fault {n:?} (see `apr-qa faults`)"))))
+        .map(|n| {
+            Fault::from_name(n).ok_or_else(|| {
+                Failure::bad_input(anyhow::anyhow!("unknown fault {n:?} (see `apr-qa faults`)"))
+            })
+        })
         .transpose()?;
     let progress = !a.no_progress && std::io::stderr().is_terminal();
     let bar = indicatif::ProgressBar::hidden();
@@ -291,9 +295,14 @@ pub struct FaultsArgs {
 
 pub fn faults_cmd(a: FaultsArgs) -> Result<u8, Failure> {
     if a.json {
-        let list: Vec<serde_json::Value> =
-            Fault::ALL.iter().map(|f| serde_json::json!({ "name": f.name(), "description": f.description() })).collect();
-        println!("{}", serde_json::to_string_pretty(&list).map_err(Failure::bad_input)?);
+        let list: Vec<serde_json::Value> = Fault::ALL
+            .iter()
+            .map(|f| serde_json::json!({ "name": f.name(), "description": f.description() }))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).map_err(Failure::bad_input)?
+        );
     } else {
         for f in Fault::ALL {
             println!("{:<22} {}", f.name(), f.description());

@@ -53,7 +53,10 @@ pub struct Args {
 /// Writes a 2-D little-endian float32 `.npy` file (NumPy format 1.0).
 fn write_npy(path: &Path, rows: &[Vec<f32>]) -> std::io::Result<()> {
     let cols = rows.first().map_or(0, Vec::len);
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {cols}), }}", rows.len());
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {cols}), }}",
+        rows.len()
+    );
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -67,7 +70,10 @@ fn write_npy(path: &Path, rows: &[Vec<f32>]) -> std::io::Result<()> {
             out.extend(x.to_le_bytes());
         }
     }
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(&out)?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -81,19 +87,43 @@ pub fn run(a: Args) -> Result<u8, Failure> {
     let tok = Tokenizer::from_model(&model).map_err(Failure::bad_input)?;
     let prompt = prompt_tokens(&model, &tok, &a.prompt, a.chat).map_err(Failure::bad_input)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let n_ctx = engine.config().n_ctx_train.unwrap_or(4096).min(prompt.len() + a.max_tokens + 1).max(prompt.len() + 1);
+    let n_ctx = engine
+        .config()
+        .n_ctx_train
+        .unwrap_or(4096)
+        .min(prompt.len() + a.max_tokens + 1)
+        .max(prompt.len() + 1);
     let n_ctx = n_ctx.min(engine.config().n_ctx_train.unwrap_or(usize::MAX));
     let mut session = engine.session(n_ctx);
-    let sampler = Sampler { temperature: a.temperature, top_k: a.top_k, top_p: a.top_p, seed: a.seed };
-    let opts = GenerateOptions { keep_logits: a.logits_out.is_some() };
-    let out = generate_with(&mut session, &prompt, a.max_tokens, &sampler, &|t| tok.is_eog(t), opts).map_err(Failure::bad_input)?;
+    let sampler = Sampler {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        seed: a.seed,
+    };
+    let opts = GenerateOptions {
+        keep_logits: a.logits_out.is_some(),
+    };
+    let out = generate_with(
+        &mut session,
+        &prompt,
+        a.max_tokens,
+        &sampler,
+        &|t| tok.is_eog(t),
+        opts,
+    )
+    .map_err(Failure::bad_input)?;
     let text = tok.decode(&out.tokens);
     if let (Some(p), Some(l)) = (&a.logits_out, &out.step_logits) {
         write_npy(p, l).map_err(|e| Failure::bad_input(anyhow::anyhow!("{}: {e}", p.display())))?;
     }
     let prefill_tok_s = prompt.len() as f64 / out.timing.prefill_s.max(1e-9);
     let n_decode = out.tokens.len().saturating_sub(1) as f64;
-    let decode_tok_s = if n_decode > 0.0 { n_decode / out.timing.decode_s.max(1e-9) } else { 0.0 };
+    let decode_tok_s = if n_decode > 0.0 {
+        n_decode / out.timing.decode_s.max(1e-9)
+    } else {
+        0.0
+    };
     if a.json {
         let j = serde_json::json!({
             "prompt_tokens": prompt,
@@ -102,7 +132,10 @@ pub fn run(a: Args) -> Result<u8, Failure> {
             "finish_reason": out.finish_reason,
             "timing": { "load_ms": load_ms, "prefill_tok_s": prefill_tok_s, "decode_tok_s": decode_tok_s },
         });
-        println!("{}", serde_json::to_string_pretty(&j).map_err(Failure::bad_input)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&j).map_err(Failure::bad_input)?
+        );
     } else {
         println!("{text}");
         eprintln!(

@@ -7,8 +7,8 @@ mod check;
 mod convert;
 mod harness;
 mod infer;
-mod synth;
 mod inspect;
+mod synth;
 
 use std::process::ExitCode;
 

@@ -59,7 +59,17 @@ pub fn run(a: Args) -> Result<u8, Failure> {
     };
     let opts = synth_options(&spec).map_err(|e| Failure::bad_input(anyhow::anyhow!(e)))?;
     let r = apr_qa::synth::synthesize(&opts, &a.output).map_err(Failure::bad_input)?;
-    let hist: Vec<String> = r.dtype_histogram.iter().map(|(k, v)| format!("{k}×{v}")).collect();
-    println!("wrote {} ({} tensors: {}; {} bytes)", a.output.display(), r.n_tensors, hist.join(", "), r.bytes);
+    let hist: Vec<String> = r
+        .dtype_histogram
+        .iter()
+        .map(|(k, v)| format!("{k}×{v}"))
+        .collect();
+    println!(
+        "wrote {} ({} tensors: {}; {} bytes)",
+        a.output.display(),
+        r.n_tensors,
+        hist.join(", "),
+        r.bytes
+    );
     Ok(EXIT_OK)
 }

@@ -286,12 +286,19 @@ fn stored_layout(model: &Model, tensors: &[Tensor]) -> (Vec<String>, Vec<Vec<u64
     let name = |n: &str| {
         if crate::fault::active(crate::fault::Fault::NameSwap) {
             // GH-190 mutant: q and k projections trade names.
-            let swapped = if n.contains(".attn_q.") { n.replace(".attn_q.", ".attn_k.") } else { n.replace(".attn_k.", ".attn_q.") };
+            let swapped = if n.contains(".attn_q.") {
+                n.replace(".attn_q.", ".attn_k.")
+            } else {
+                n.replace(".attn_k.", ".attn_q.")
+            };
             return storage_name(arch, &swapped);
         }
         storage_name(arch, n)
     };
-    (tensors.iter().map(|t| name(&t.name)).collect(), tensors.iter().map(Tensor::shape).collect())
+    (
+        tensors.iter().map(|t| name(&t.name)).collect(),
+        tensors.iter().map(Tensor::shape).collect(),
+    )
 }
 
 /// Dtypes a `--dtype` choice may name (for messages).

@@ -75,7 +75,8 @@ pub fn plan(model: &Model, choice: DtypeChoice) -> Result<Plan, ConvertError> {
 }
 
 fn target_of(t: &Tensor, choice: DtypeChoice) -> GgmlType {
-    if fault::active(Fault::SilentDequant) && choice == DtypeChoice::Keep && t.dtype.is_quantized() {
+    if fault::active(Fault::SilentDequant) && choice == DtypeChoice::Keep && t.dtype.is_quantized()
+    {
         return GgmlType::F32;
     }
     let DtypeChoice::To(to) = choice else {
@@ -125,7 +126,10 @@ impl Plan {
         }
         if fault::active(Fault::VocabTruncate) {
             for (k, v) in md.iter_mut() {
-                if let (true, GgufValue::Array(a)) = (k.starts_with("tokenizer.ggml.") && k != "tokenizer.ggml.merges", v) {
+                if let (true, GgufValue::Array(a)) = (
+                    k.starts_with("tokenizer.ggml.") && k != "tokenizer.ggml.merges",
+                    v,
+                ) {
                     a.items.pop();
                 }
             }
@@ -217,10 +221,20 @@ pub fn abs_err(a: &[f32], b: &[f32]) -> (f64, f64) {
 /// The bytes an active conversion fault writes for tensor `i` instead of `src` (None: none
 /// applies). Off by default: one atomic load per tensor.
 fn mutated(model: &Model, t: &Tensor, i: usize, src: &[u8]) -> Option<Vec<u8>> {
-    let first_f32 = || model.tensors.iter().position(|u| u.dtype == GgmlType::F32 && u.n_elements() > 1) == Some(i);
+    let first_f32 = || {
+        model
+            .tensors
+            .iter()
+            .position(|u| u.dtype == GgmlType::F32 && u.n_elements() > 1)
+            == Some(i)
+    };
     match fault::current()? {
         Fault::NanInject | Fault::InfInject if first_f32() => {
-            let v = if fault::active(Fault::NanInject) { f32::NAN } else { f32::INFINITY };
+            let v = if fault::active(Fault::NanInject) {
+                f32::NAN
+            } else {
+                f32::INFINITY
+            };
             let mut b = src.to_vec();
             b.get_mut(4..8)?.copy_from_slice(&v.to_le_bytes());
             Some(b)
@@ -233,7 +247,9 @@ fn mutated(model: &Model, t: &Tensor, i: usize, src: &[u8]) -> Option<Vec<u8>> {
             quantize(t.dtype, &values, &mut out).ok()?;
             Some(out)
         }
-        Fault::QkTranspose if t.name.ends_with(".attn_q.weight") || t.name.ends_with(".attn_k.weight") => {
+        Fault::QkTranspose
+            if t.name.ends_with(".attn_q.weight") || t.name.ends_with(".attn_k.weight") =>
+        {
             let row = usize::try_from(t.dtype.row_bytes(t.row_len())?).ok()?;
             Some(src.chunks(row.max(1)).rev().flatten().copied().collect())
         }

@@ -716,7 +716,10 @@ fn renumbered(d: AprDtype) -> Option<u8> {
         return None;
     }
     match d {
-        AprDtype::Ggml(t) => GgmlType::ALL.iter().position(|x| *x == t).and_then(|i| u8::try_from(i).ok()),
+        AprDtype::Ggml(t) => GgmlType::ALL
+            .iter()
+            .position(|x| *x == t)
+            .and_then(|i| u8::try_from(i).ok()),
         AprDtype::U8 | AprDtype::AprQ4 | AprDtype::AprQ8 => None,
     }
 }

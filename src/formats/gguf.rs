@@ -334,7 +334,12 @@ fn parse_header(buf: &[u8]) -> Result<Header, FormatErrorKind> {
             Ok(t) => t,
             // GH-191 mutant: an unknown id silently read as F32.
             Err(_) if crate::fault::active(crate::fault::Fault::SilentF32Fallback) => GgmlType::F32,
-            Err(_) => return Err(FormatErrorKind::UnknownDtype { tensor: name.to_string(), id }),
+            Err(_) => {
+                return Err(FormatErrorKind::UnknownDtype {
+                    tensor: name.to_string(),
+                    id,
+                })
+            }
         };
         let n_bytes = tensor_n_bytes(name, &ne, dtype)?;
         let offset = c.u64()?;

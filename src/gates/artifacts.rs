@@ -133,9 +133,16 @@ impl Artifacts {
     }
 
     /// A value computed once per `key` and shared (e.g. a generation many gates compare).
-    pub fn memo<T: Send + Sync + 'static>(&self, key: &str, f: impl FnOnce() -> Result<T, String>) -> Result<Arc<T>, String> {
+    pub fn memo<T: Send + Sync + 'static>(
+        &self,
+        key: &str,
+        f: impl FnOnce() -> Result<T, String>,
+    ) -> Result<Arc<T>, String> {
         let s = slot(&self.memo, &key.to_string());
-        let any = s.get_or_init(|| f().map(|v| Arc::new(v) as Arc<dyn std::any::Any + Send + Sync>)).clone()?;
-        any.downcast::<T>().map_err(|_| format!("memo {key}: stored under another type"))
+        let any = s
+            .get_or_init(|| f().map(|v| Arc::new(v) as Arc<dyn std::any::Any + Send + Sync>))
+            .clone()?;
+        any.downcast::<T>()
+            .map_err(|_| format!("memo {key}: stored under another type"))
     }
 }

@@ -177,15 +177,29 @@ pub fn names(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
         let path = ctx.art.route(&super::conversion::route_to(*f))?;
         // (stored name, row-major shape) as the file itself says, without the carried lists.
         let stored: Vec<(String, Vec<u64>)> = match f {
-            Fmt::Apr => AprFile::open(&path).map_err(|e| e.to_string())?.entries.iter().map(|e| (e.name.clone(), e.dims.clone())).collect(),
-            Fmt::Safetensors => SafetensorsModel::open(&path).map_err(|e| e.to_string())?.tensors.iter().map(|t| (t.name.clone(), t.shape.clone())).collect(),
+            Fmt::Apr => AprFile::open(&path)
+                .map_err(|e| e.to_string())?
+                .entries
+                .iter()
+                .map(|e| (e.name.clone(), e.dims.clone()))
+                .collect(),
+            Fmt::Safetensors => SafetensorsModel::open(&path)
+                .map_err(|e| e.to_string())?
+                .tensors
+                .iter()
+                .map(|t| (t.name.clone(), t.shape.clone()))
+                .collect(),
             Fmt::Gguf => continue,
         };
         for (n, shape) in &stored {
             let canon = canonical_name(n);
             if let Some(t) = src.tensor(&canon) {
                 if t.shape() != *shape {
-                    bad.push(format!("{}: stored {n} maps to {canon}, whose shape is {:?}, but holds {shape:?}", f.ext(), t.shape()));
+                    bad.push(format!(
+                        "{}: stored {n} maps to {canon}, whose shape is {:?}, but holds {shape:?}",
+                        f.ext(),
+                        t.shape()
+                    ));
                 }
             }
         }

@@ -15,33 +15,51 @@ pub fn export_complete(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
     let src = ctx.art.model(&ctx.art.source)?;
     let arch = src.arch().unwrap_or_default().to_string();
     if crate::formats::names::MappedArch::from_gguf(&arch).is_none() {
-        return Ok(Judgement::skipped(format!("architecture {arch:?} has no HF mapping (qwen2, llama)")));
+        return Ok(Judgement::skipped(format!(
+            "architecture {arch:?} has no HF mapping (qwen2, llama)"
+        )));
     }
     let dir = ctx.art.scratch("hf-export");
     convert(&ctx.art.source, &dir, Target::Hf, DtypeChoice::Keep).map_err(|e| e.to_string())?;
     let mut bad = Vec::new();
-    for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "model.safetensors"] {
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+        "model.safetensors",
+    ] {
         if !dir.join(f).is_file() {
             bad.push(format!("{f} missing"));
         }
     }
     if !bad.is_empty() {
-        return Ok(Judgement::verdict(true, format!("HF export incomplete: {}", bad.join(", ")), metrics! { "problems" => bad }));
+        return Ok(Judgement::verdict(
+            true,
+            format!("HF export incomplete: {}", bad.join(", ")),
+            metrics! { "problems" => bad },
+        ));
     }
     // Values: import the directory back (Q/K re-permuted to GGUF order) and compare each
     // tensor's F32 bytes with the hash of the source's dequantized values.
     let scratch = ctx.art.scratch("hf-import");
     std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
     let back = crate::convert::hf_import::open_hf_dir(&dir, &scratch).map_err(|e| e.to_string())?;
-    let theirs: HashMap<String, String> =
-        crate::convert::fingerprint::fingerprint(&back).map_err(|e| e.to_string())?.into_iter().map(|p| (p.name, p.sha256_raw)).collect();
+    let theirs: HashMap<String, String> = crate::convert::fingerprint::fingerprint(&back)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|p| (p.name, p.sha256_raw))
+        .collect();
     let mut compared = 0;
     for p in ctx.art.fingerprints(&ctx.art.source)?.iter() {
         let Some(want) = &p.sha256_f32 else { continue };
         compared += 1;
         match theirs.get(&p.name) {
             Some(h) if h == want => {}
-            Some(_) => bad.push(format!("{}: exported values differ from the dequantized source", p.name)),
+            Some(_) => bad.push(format!(
+                "{}: exported values differ from the dequantized source",
+                p.name
+            )),
             None => bad.push(format!("{}: missing from the export", p.name)),
         }
     }
@@ -52,14 +70,21 @@ pub fn export_complete(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
         .unwrap_or(serde_json::Value::Null);
     let mut ids: HashMap<String, u64> = HashMap::new();
     if let Some(v) = tok["model"]["vocab"].as_object() {
-        ids.extend(v.iter().filter_map(|(k, id)| id.as_u64().map(|i| (k.clone(), i))));
+        ids.extend(
+            v.iter()
+                .filter_map(|(k, id)| id.as_u64().map(|i| (k.clone(), i))),
+        );
     }
     for a in tok["added_tokens"].as_array().into_iter().flatten() {
         if let (Some(c), Some(i)) = (a["content"].as_str(), a["id"].as_u64()) {
             ids.insert(c.to_string(), i);
         }
     }
-    let tokens = src.get("tokenizer.ggml.tokens").and_then(GgufValue::as_array).map(|a| a.items.clone()).unwrap_or_default();
+    let tokens = src
+        .get("tokenizer.ggml.tokens")
+        .and_then(GgufValue::as_array)
+        .map(|a| a.items.clone())
+        .unwrap_or_default();
     // Type 5 (UNUSED) marks llama.cpp's `[PAD…]` fillers past the HF vocabulary: absent from
     // an HF tokenizer by design, so not compared.
     let types: Vec<u64> = src
@@ -78,16 +103,25 @@ pub fn export_complete(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
         let Some(s) = t.as_str() else { continue };
         if ids.get(s) != Some(&(i as u64)) {
             token_mismatch += 1;
-            first.get_or_insert_with(|| format!("token {i} {s:?} has id {:?} in tokenizer.json", ids.get(s)));
+            first.get_or_insert_with(|| {
+                format!("token {i} {s:?} has id {:?} in tokenizer.json", ids.get(s))
+            });
         }
     }
     if token_mismatch > 0 {
-        bad.push(format!("{token_mismatch} token ids differ, first {}", first.unwrap_or_default()));
+        bad.push(format!(
+            "{token_mismatch} token ids differ, first {}",
+            first.unwrap_or_default()
+        ));
     }
     let reason = if bad.is_empty() {
         format!("HF export complete: {compared} tensors equal the dequantized source, {} token ids equal ({unused} unused fillers not exported)", tokens.len() - unused)
     } else {
         format!("{} problem(s), first {}", bad.len(), bad[0])
     };
-    Ok(Judgement::verdict(!bad.is_empty(), reason, metrics! { "tensors_compared" => compared, "tokens" => tokens.len(), "problems" => bad }))
+    Ok(Judgement::verdict(
+        !bad.is_empty(),
+        reason,
+        metrics! { "tensors_compared" => compared, "tokens" => tokens.len(), "problems" => bad },
+    ))
 }

@@ -25,7 +25,9 @@ pub fn conversion_vs_cp(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
         cp_total += took;
         let _ = std::fs::remove_file(&dst);
         let t0 = Instant::now();
-        let (out, took) = ctx.art.convert_fresh(&ctx.art.source, Fmt::Apr, DtypeChoice::Keep)?;
+        let (out, took) = ctx
+            .art
+            .convert_fresh(&ctx.art.source, Fmt::Apr, DtypeChoice::Keep)?;
         if ctx.slowdown > 1.0 {
             // Test-only hook: make the engine `slowdown` times slower, inside the timed region.
             std::thread::sleep(took.mul_f64(ctx.slowdown - 1.0));

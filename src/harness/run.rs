@@ -77,7 +77,8 @@ fn sha256_file(p: &Path) -> Result<(String, u64), String> {
 /// Synthesizes the playbook's model into `dir`.
 fn synth_model(spec: &SynthSpec, dir: &Path) -> Result<PathBuf, String> {
     let out = dir.join("synthetic.gguf");
-    crate::synth::synthesize(&synth_options(spec)?, &out).map_err(|e| format!("synthesizing the model: {e}"))?;
+    crate::synth::synthesize(&synth_options(spec)?, &out)
+        .map_err(|e| format!("synthesizing the model: {e}"))?;
     Ok(out)
 }
 
@@ -115,7 +116,9 @@ pub fn parse_quant(s: &str) -> Result<crate::synth::SynthQuant, String> {
         "f16" => Ok(SynthQuant::F16),
         "f32" => Ok(SynthQuant::F32),
         "mixed" => Ok(SynthQuant::Mixed),
-        other => Err(format!("synth quant {other:?}: expected q4_k_m, q8_0, f16, f32 or mixed")),
+        other => Err(format!(
+            "synth quant {other:?}: expected q4_k_m, q8_0, f16, f32 or mixed"
+        )),
     }
 }
 
@@ -193,16 +196,19 @@ pub fn run(opts: RunOptions) -> Result<RunOutput, RunError> {
         fail_fast: opts.fail_fast,
         interrupted: Arc::clone(&opts.interrupted),
         hook: hook.clone(),
-        infer: pb.inference.as_ref().map(|i| crate::gates::inference::InferSettings {
-            prompts: i.prompts.clone(),
-            chat: i.chat,
-            max_tokens: i.max_tokens,
-            threads: i.threads,
-            references: i.references.as_ref().map(|r| {
-                let r = super::playbook::expand(r).unwrap_or_else(|_| r.clone());
-                opts.playbook.parent().unwrap_or(Path::new(".")).join(r)
+        infer: pb
+            .inference
+            .as_ref()
+            .map(|i| crate::gates::inference::InferSettings {
+                prompts: i.prompts.clone(),
+                chat: i.chat,
+                max_tokens: i.max_tokens,
+                threads: i.threads,
+                references: i.references.as_ref().map(|r| {
+                    let r = super::playbook::expand(r).unwrap_or_else(|_| r.clone());
+                    opts.playbook.parent().unwrap_or(Path::new(".")).join(r)
+                }),
             }),
-        }),
         on_done: opts.on_done,
     };
     let evidence = execute(&items, Arc::clone(&art), pb.formats.clone(), &exec);
@@ -235,10 +241,10 @@ pub fn run(opts: RunOptions) -> Result<RunOutput, RunError> {
                 .map(|b| format!("{b:?}").to_lowercase())
                 .collect(),
             jobs: opts.jobs,
-            inject: opts
-                .inject
-                .map(|f| f.name().to_string())
-                .or_else(|| hook.as_ref().map(|h| format!("test-hook {:?} on {}", h.kind, h.gate))),
+            inject: opts.inject.map(|f| f.name().to_string()).or_else(|| {
+                hook.as_ref()
+                    .map(|h| format!("test-hook {:?} on {}", h.kind, h.gate))
+            }),
             shard: opts.shard.map(|(i, n)| format!("{i}/{n}")),
             incomplete,
             interrupted,

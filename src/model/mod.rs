@@ -253,7 +253,10 @@ impl Model {
         // HF-named tensors without the carried GGUF lists are an HF checkpoint: llama Q/K rows
         // are in HF order there, so reading them under GGUF names would be silently wrong.
         let hf_export = m.metadata.get("apr_qa_qk_rows").is_some_and(|v| v == "hf");
-        let hf_named = m.tensors.iter().any(|t| crate::formats::names::hf_to_gguf(&t.name).is_some());
+        let hf_named = m
+            .tensors
+            .iter()
+            .any(|t| crate::formats::names::hf_to_gguf(&t.name).is_some());
         if hf_export || (hf_named && carried.tensors.is_none()) {
             return Err(ModelError::invalid(
                 &path,
