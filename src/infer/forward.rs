@@ -11,7 +11,7 @@
 use super::config::InferError;
 use super::engine::{Layer, Session};
 use super::kernels::ops::{rms_norm, rope, rope_cache, softmax, swiglu};
-use super::kernels::pool::{split, SharedOut};
+use super::kernels::pool::{n_chunks, split, SharedOut};
 use super::kernels::{axpy, dot_rows, Matrix};
 
 /// Tokens per forward chunk (bounds activation memory: ~10 MB for Qwen2.5-0.5B).
@@ -165,9 +165,10 @@ impl Session<'_> {
             {
                 let g = SharedOut::new(&mut b.gate);
                 let up = &b.up;
-                pool.run(&|i, m| {
-                    let r = split(up.len(), m, i, 16);
-                    // SAFETY: each thread owns its range.
+                let nc = n_chunks(up.len(), pool.n_threads(), 256);
+                pool.chunks(nc, &|c| {
+                    let r = split(up.len(), nc, c, 256);
+                    // SAFETY: the chunks are disjoint ranges.
                     swiglu(unsafe { g.slice(r.clone()) }, &up[r]);
                 });
             }
@@ -248,34 +249,38 @@ impl Session<'_> {
         let scale = 1.0f32 / (hd as f32).sqrt();
         let q = &b.q;
         let out = SharedOut::new(&mut b.attn);
-        pool.run(&|i, m| {
-            let items = split(n * c.n_head, m, i, 1);
-            let mut scores = vec![0f32; n_keys];
-            for item in items {
-                let (t, h) = (item / c.n_head, item % c.n_head);
-                let g = h / group;
-                let qh = &q[t * nq + h * hd..t * nq + (h + 1) * hd];
-                let nk = p0 + t + 1;
-                let s = &mut scores[..nk];
-                dot_rows(level, qh, &keys[g * hd..], nkv, s);
-                for sj in s.iter_mut() {
-                    *sj *= scale;
+        let n_items = n * c.n_head;
+        let nc = n_chunks(n_items, pool.n_threads(), 1);
+        pool.chunks_with(
+            nc,
+            &|| vec![0f32; n_keys],
+            &|scores: &mut Vec<f32>, chunk| {
+                for item in split(n_items, nc, chunk, 1) {
+                    let (t, h) = (item / c.n_head, item % c.n_head);
+                    let g = h / group;
+                    let qh = &q[t * nq + h * hd..t * nq + (h + 1) * hd];
+                    let nk = p0 + t + 1;
+                    let s = &mut scores[..nk];
+                    dot_rows(level, qh, &keys[g * hd..], nkv, s);
+                    for sj in s.iter_mut() {
+                        *sj *= scale;
+                    }
+                    softmax(s);
+                    let start = t * nq + h * hd;
+                    // SAFETY: item (t, h) belongs to one chunk; its output slice is disjoint.
+                    let o = unsafe { out.slice(start..start + hd) };
+                    o.fill(0.0);
+                    for (j, &p) in s.iter().enumerate() {
+                        axpy(
+                            level,
+                            p,
+                            &values[j * nkv + g * hd..j * nkv + (g + 1) * hd],
+                            o,
+                        );
+                    }
                 }
-                softmax(s);
-                let start = t * nq + h * hd;
-                // SAFETY: item (t, h) is owned by this thread; its output slice is disjoint.
-                let o = unsafe { out.slice(start..start + hd) };
-                o.fill(0.0);
-                for (j, &p) in s.iter().enumerate() {
-                    axpy(
-                        level,
-                        p,
-                        &values[j * nkv + g * hd..j * nkv + (g + 1) * hd],
-                        o,
-                    );
-                }
-            }
-        });
+            },
+        );
         layer.wo.matmul(pool, level, &b.attn, n, &mut b.h);
         add_in_place(&mut b.x, &b.h);
     }
@@ -322,16 +327,22 @@ fn matmul2(
 
 /// Products of several matrices with the same input `x` (`n` tokens) in one pool job.
 fn multi(e: &super::engine::Engine<'_>, jobs: Vec<(&Matrix<'_>, &mut [f32])>, x: &[f32], n: usize) {
-    let outs: Vec<(&Matrix<'_>, SharedOut<'_>)> = jobs
+    let threads = e.pool().n_threads();
+    let outs: Vec<(&Matrix<'_>, SharedOut<'_>, usize)> = jobs
         .into_iter()
-        .map(|(m, o)| (m, SharedOut::new(o)))
+        .map(|(m, o)| (m, SharedOut::new(o), n_chunks(m.n_out(), threads, 4)))
         .collect();
+    let total = outs.iter().map(|o| o.2).sum();
     let level = e.simd_level();
-    e.pool().run(&|i, m| {
-        for (mat, out) in &outs {
-            let rows = split(mat.n_out(), m, i, 4);
-            // SAFETY: `split` gives each thread disjoint rows of each matrix.
-            unsafe { mat.matmul_rows_into(level, x, n, rows, out) };
+    e.pool().chunks(total, &|mut c| {
+        for (mat, out, nc) in &outs {
+            if c < *nc {
+                let rows = split(mat.n_out(), *nc, c, 4);
+                // SAFETY: the chunks of a matrix are disjoint row ranges.
+                unsafe { mat.matmul_rows_into(level, x, n, rows, out) };
+                return;
+            }
+            c -= nc;
         }
     });
 }

@@ -18,7 +18,12 @@ pub enum PromptError {
 }
 
 /// The text fed to the model for `prompt` (chat-templated when `chat`).
-pub fn prompt_text(model: &Model, tok: &Tokenizer, prompt: &str, chat: bool) -> Result<String, PromptError> {
+pub fn prompt_text(
+    model: &Model,
+    tok: &Tokenizer,
+    prompt: &str,
+    chat: bool,
+) -> Result<String, PromptError> {
     if !chat {
         return Ok(prompt.to_string());
     }
@@ -27,7 +32,12 @@ pub fn prompt_text(model: &Model, tok: &Tokenizer, prompt: &str, chat: bool) -> 
 }
 
 /// The token ids fed to the model for `prompt`.
-pub fn prompt_tokens(model: &Model, tok: &Tokenizer, prompt: &str, chat: bool) -> Result<Vec<u32>, PromptError> {
+pub fn prompt_tokens(
+    model: &Model,
+    tok: &Tokenizer,
+    prompt: &str,
+    chat: bool,
+) -> Result<Vec<u32>, PromptError> {
     let text = prompt_text(model, tok, prompt, chat)?;
     Ok(tok.encode(&text, true, chat))
 }

@@ -278,7 +278,10 @@ unsafe fn dots<const R: usize>(a: *const f32, b: *const f32, ldb: usize, n: usiz
     for k in 0..n16 {
         // SAFETY: a and each row of b hold n floats (caller).
         unsafe {
-            let (a0, a1) = (_mm256_loadu_ps(a.add(16 * k)), _mm256_loadu_ps(a.add(16 * k + 8)));
+            let (a0, a1) = (
+                _mm256_loadu_ps(a.add(16 * k)),
+                _mm256_loadu_ps(a.add(16 * k + 8)),
+            );
             for (r, acc) in acc.iter_mut().enumerate() {
                 let p = b.add(r * ldb + 16 * k);
                 acc.0 = _mm256_fmadd_ps(a0, _mm256_loadu_ps(p), acc.0);

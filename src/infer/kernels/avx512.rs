@@ -64,6 +64,13 @@ unsafe fn matvec_t<D: Dec512>(
     };
     let mut r = 0;
     let n = out.len();
+    // The rows the in-loop prefetch (PREFETCH_GROUPS groups ahead) does not cover: fetch them
+    // now, so a chunk that starts cold does not wait on memory for its first groups.
+    let warm = (4 * PREFETCH_GROUPS).min(n) * row_bytes;
+    for off in (0..warm).step_by(64) {
+        // SAFETY: inside the rows of this call.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(row(0).add(off).cast()) };
+    }
     // SAFETY (all calls): rows and x as the caller guarantees.
     unsafe {
         while r + 4 <= n {

@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use super::pool::{split, Pool, SharedOut};
+use super::pool::{n_chunks, split, Pool, SharedOut};
 use super::reference::{fma_lanes, hsum};
 use super::{SimdLevel, LANES};
 use crate::dtype::GgmlType;
@@ -244,7 +244,16 @@ impl<'a> Matrix<'a> {
             if self.n_in % fast.block() == 0 {
                 let n_blocks = self.n_in / fast.block();
                 let out = &mut out[..n];
-                if simd_matvec(level, fast, self.data, self.row_bytes, x, n_blocks, first, out) {
+                if simd_matvec(
+                    level,
+                    fast,
+                    self.data,
+                    self.row_bytes,
+                    x,
+                    n_blocks,
+                    first,
+                    out,
+                ) {
                     return;
                 }
             }
@@ -321,10 +330,11 @@ impl<'a> Matrix<'a> {
             self.name
         );
         let shared = SharedOut::new(out);
-        pool.run(&|i, n| {
-            let rows = split(self.n_out, n, i, TILE_ROWS);
-            // SAFETY: `split` gives each thread disjoint rows, and a row's outputs are written
-            // only by the thread owning it.
+        let nc = n_chunks(self.n_out, pool.n_threads(), TILE_ROWS);
+        pool.chunks(nc, &|c| {
+            let rows = split(self.n_out, nc, c, TILE_ROWS);
+            // SAFETY: the chunks are disjoint row ranges, and a row's outputs are written only
+            // by the call that owns it.
             unsafe { self.matmul_rows_into(level, x, n_tok, rows, &shared) };
         });
     }

@@ -148,7 +148,11 @@ pub fn dot_rows(level: SimdLevel, a: &[f32], b: &[f32], ldb: usize, out: &mut [f
         0 => return,
         m => (m - 1) * ldb + n,
     };
-    assert!(b.len() >= need, "dot_rows: {} floats given, {need} needed", b.len());
+    assert!(
+        b.len() >= need,
+        "dot_rows: {} floats given, {need} needed",
+        b.len()
+    );
     match level {
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx512 if SimdLevel::Avx512.available() => {

@@ -257,10 +257,17 @@ fn dot_f32_levels_agree_with_reference() {
 #[test]
 fn dot_rows_levels_agree_with_reference() {
     let mut rng = Rng(8);
-    for (n, ld, rows) in [(64usize, 128usize, 9usize), (17, 20, 5), (5, 5, 3), (128, 128, 1)] {
+    for (n, ld, rows) in [
+        (64usize, 128usize, 9usize),
+        (17, 20, 5),
+        (5, 5, 3),
+        (128, 128, 1),
+    ] {
         let a: Vec<f32> = (0..n).map(|_| rng.f32()).collect();
         let b: Vec<f32> = (0..(rows - 1) * ld + n).map(|_| rng.f32()).collect();
-        let want: Vec<f32> = (0..rows).map(|j| reference::dot_f32(&a, &b[j * ld..j * ld + n])).collect();
+        let want: Vec<f32> = (0..rows)
+            .map(|j| reference::dot_f32(&a, &b[j * ld..j * ld + n]))
+            .collect();
         for level in SimdLevel::all_available() {
             let mut got = vec![f32::NAN; rows];
             dot_rows(level, &a, &b, ld, &mut got);
