@@ -2,15 +2,21 @@
 //! Qwen2.5-Coder-0.5B Q4_K_M (scripts/fetch-models.sh), and — when llama-cpp-python imports
 //! in the oracle venv — llama.cpp's on the same file in the same run, with the ratios.
 //!
-//! Prefill: a 128-token prompt into a fresh session (best of 3). Decode: 64 steps after it
-//! (tokens/s over the steps; best of 3). Environment: `APR_QA_BENCH_THREADS` (default 2),
-//! `APR_QA_BENCH_MODEL` (a model path), `APR_QA_MODELS`, `APR_QA_VENV`.
+//! Prefill: a 128-token prompt into a fresh session. Decode: 64 greedy steps after it. Five
+//! rounds alternate between the two engines (so both see the same machine load); each figure
+//! is the best round.
+//!
+//! Environment: `APR_QA_BENCH_THREADS` (default 2), `APR_QA_BENCH_SIMD` (scalar | avx2 |
+//! avx512; default the best available), `APR_QA_BENCH_MODEL` (a model path), `APR_QA_MODELS`,
+//! `APR_QA_VENV`. Diagnostics: `APR_QA_BENCH_KERNELS=1` (single-thread matrix × vector per
+//! tensor and dtype, then streaming every weight once; `APR_QA_BENCH_STREAM_ONLY=1` for the
+//! latter only), `APR_QA_BENCH_PREFILL_ONLY=1`, `APR_QA_BENCH_DECODE_ONLY=1` (400 steps).
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use apr_qa::infer::engine::Engine;
+use apr_qa::infer::engine::{Engine, EngineOptions};
 use apr_qa::infer::sampling::argmax;
 use apr_qa::model::Model;
 
@@ -149,7 +155,11 @@ fn main() {
         }
         stream(&model);
     }
-    let engine = Engine::new(&model, threads).expect("engine");
+    let simd = std::env::var("APR_QA_BENCH_SIMD").ok().map(|s| {
+        s.parse()
+            .expect("APR_QA_BENCH_SIMD: scalar, avx2 or avx512")
+    });
+    let engine = Engine::with_options(&model, EngineOptions { threads, simd }).expect("engine");
     let ids = prompt(engine.config().n_vocab);
     println!(
         "model {}  threads {}  simd {}",

@@ -29,12 +29,13 @@ pub(crate) fn ids(v: &Value) -> Vec<u32> {
 }
 
 /// Largest |Δlogit| (over llama.cpp's top-8) allowed against llama.cpp's exact run (F32 export,
-/// f32 KV cache). Measured: 1.2e-4 (Qwen), 6.1e-5 (SmolLM2) over the 8 prompts × 64 steps —
-/// summation order only; set with ~8× margin.
+/// f32 KV cache). Measured: 1.3e-5 (Qwen), 3.1e-5 (SmolLM2) over the 8 prompts × 64 steps —
+/// summation order and libm only; set with a wide margin, far below the ≤ 0.5 of issue #5.
 const TOL_EXACT: f32 = 1e-3;
 
 /// Largest |Δlogit| against llama.cpp's default run on the quantized file (8-bit activations in
-/// its dot products, f16 KV cache), teacher-forced. Measured: 0.41 (Qwen), 1.07 (SmolLM2).
+/// its dot products, f16 KV cache), teacher-forced. Measured: 0.52 (Qwen), 1.03 (SmolLM2): that
+/// run's own approximation error, which is why the greedy rule is enforced on the exact run.
 const TOL_QUANTIZED: f32 = 1.5;
 
 /// One step of a reference: llama.cpp's top-8 ids and logits.
@@ -60,36 +61,47 @@ fn max_delta(ours: &[f32], top: &[u32], top_l: &[f32]) -> f32 {
 /// where llama.cpp's own top-2 gap is smaller than the largest |Δlogit| between the engines over
 /// the common steps so far (over llama.cpp's top-8, the diverging step included, whose context
 /// is still common), and only while that largest |Δlogit| is below `tol`; comparison stops
-/// there. Returns the largest |Δlogit| seen.
-fn greedy_rule(engine: &Engine<'_>, name: &str, prompt: &[u32], run: &Value, tol: f32) -> f32 {
+/// there. With `tol` None the rule is only reported. Returns the largest |Δlogit| seen.
+fn greedy_rule(
+    engine: &Engine<'_>,
+    name: &str,
+    prompt: &[u32],
+    run: &Value,
+    tol: Option<f32>,
+) -> f32 {
     let want = ids(&run["tokens"]);
     let steps = run["steps"].as_array().expect("steps");
     let mut s = engine.session(512);
     let mut logits = s.prefill(prompt).expect("prefill");
     let mut max_d = 0f32;
+    let tol_s = tol.map_or_else(|| "none: reported only".to_string(), |t| t.to_string());
     for (i, (step, &w)) in steps.iter().zip(&want).enumerate() {
         let (top, top_l) = top8(step);
         max_d = max_d.max(max_delta(&logits, &top, &top_l));
-        assert!(
-            max_d < tol,
-            "{name}: step {i}: max |Δlogit| {max_d} ≥ tolerance {tol}"
-        );
+        if let Some(tol) = tol {
+            assert!(
+                max_d < tol,
+                "{name}: step {i}: max |Δlogit| {max_d} ≥ tolerance {tol}"
+            );
+        }
         let got = argmax(&logits);
         if got != w {
             let gap = top_l[0] - top_l[1];
             println!(
-                "{name}: diverges at step {i} (ours {got}, llama.cpp {w}): llama.cpp top-2 gap {gap:.6}, max |Δlogit| {max_d:.6}, tolerance {tol}"
+                "{name}: diverges at step {i} (ours {got}, llama.cpp {w}): llama.cpp top-2 gap {gap:.6}, max |Δlogit| {max_d:.6}, tolerance {tol_s}"
             );
-            assert!(
-                gap < max_d,
-                "{name}: divergence at step {i} not excused: llama.cpp top-2 gap {gap} ≥ max |Δlogit| {max_d} (tolerance {tol})"
-            );
+            if tol.is_some() {
+                assert!(
+                    gap < max_d,
+                    "{name}: divergence at step {i} not excused: llama.cpp top-2 gap {gap} ≥ max |Δlogit| {max_d} (tolerance {tol_s})"
+                );
+            }
             return max_d;
         }
         logits = s.step(got).expect("step");
     }
     println!(
-        "{name}: all {} tokens equal, max |Δlogit| {max_d:.6} (tolerance {tol})",
+        "{name}: all {} tokens equal, max |Δlogit| {max_d:.6} (tolerance {tol_s})",
         want.len()
     );
     max_d
@@ -138,8 +150,17 @@ fn compare_with_llama_cpp(model_file: &str, refs_file: &str) {
     for p in r["prompts"].as_array().expect("prompts") {
         let name = format!("{model_file} {:?}", p["message"].as_str().unwrap_or("?"));
         let prompt = ids(&p["prompt_ids"]);
-        worst_exact = worst_exact.max(greedy_rule(&engine, &name, &prompt, &p["exact"], TOL_EXACT));
-        worst_q = worst_q.max(teacher_forced(&engine, &name, &prompt, p, TOL_QUANTIZED));
+        let exact = format!("{name} [llama.cpp exact]");
+        worst_exact = worst_exact.max(greedy_rule(
+            &engine,
+            &exact,
+            &prompt,
+            &p["exact"],
+            Some(TOL_EXACT),
+        ));
+        let default = format!("{name} [llama.cpp default]");
+        greedy_rule(&engine, &default, &prompt, p, None);
+        worst_q = worst_q.max(teacher_forced(&engine, &default, &prompt, p, TOL_QUANTIZED));
     }
     println!(
         "{model_file}: worst max |Δlogit|: {worst_exact:.3e} vs llama.cpp exact (tolerance {TOL_EXACT}), {worst_q:.3} vs llama.cpp default (tolerance {TOL_QUANTIZED})"

@@ -58,6 +58,12 @@ pub enum InferError {
         /// Vocabulary size.
         n_vocab: usize,
     },
+    /// A kernel level was asked for that this CPU cannot run.
+    #[error("this CPU cannot run the {level} kernels")]
+    SimdUnavailable {
+        /// The level asked for.
+        level: super::kernels::SimdLevel,
+    },
     /// An empty token list where at least one token is needed.
     #[error("no tokens given to {what}")]
     Empty {

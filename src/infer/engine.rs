@@ -70,12 +70,7 @@ impl<'a> Engine<'a> {
         let level = match opts.simd {
             None => SimdLevel::detect(),
             Some(l) if l.available() => l,
-            Some(l) => {
-                return Err(InferError::Metadata {
-                    key: "--simd".into(),
-                    detail: format!("this CPU cannot run the {l} kernels"),
-                })
-            }
+            Some(level) => return Err(InferError::SimdUnavailable { level }),
         };
         let c = &config;
         let (e, q, kv, ff) = (c.n_embd, c.q_dim(), c.kv_dim(), c.n_ff);

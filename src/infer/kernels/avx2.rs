@@ -6,6 +6,9 @@ use super::avx2_decode::{Bf16, Dec256, F16, F32, Q4K, Q4_0, Q4_1, Q5K, Q5_0, Q5_
 use super::matrix::{Fast, TILE_ROWS, TILE_TOKENS};
 use super::LANES;
 
+/// Rows ahead to prefetch in matrix × vector (the matrix is row-major and contiguous).
+const PREFETCH_ROWS: usize = 32;
+
 #[derive(Clone, Copy)]
 struct Acc(__m256, __m256);
 
@@ -41,6 +44,7 @@ fn hsum(a: Acc) -> f32 {
 #[inline]
 unsafe fn rows_lanes<D: Dec256, const R: usize>(
     rows: [*const u8; R],
+    row_stride: usize,
     x: *const f32,
     n_blocks: usize,
 ) -> [f32; R] {
@@ -50,6 +54,10 @@ unsafe fn rows_lanes<D: Dec256, const R: usize>(
         unsafe {
             let xb = x.add(b * D::BLOCK);
             for (a, &row) in acc.iter_mut().zip(&rows) {
+                let ahead = row.add(b * D::BYTES + PREFETCH_ROWS * row_stride);
+                for off in (0..D::BYTES).step_by(64) {
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.add(off).cast());
+                }
                 D::visit(row.add(b * D::BYTES), |i, lo, hi| {
                     a.0 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xb.add(16 * i)), a.0);
                     a.1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xb.add(16 * i + 8)), a.1);
@@ -80,14 +88,20 @@ unsafe fn matvec_t<D: Dec256>(
     };
     let n = out.len();
     let mut r = 0;
+    // Fetch the rows the in-loop prefetch does not cover (see `avx512::matvec_t`).
+    for off in (0..PREFETCH_ROWS.min(n) * row_bytes).step_by(64) {
+        // SAFETY: inside the rows of this call.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(row(0).add(off).cast()) };
+    }
     // SAFETY (all calls): rows and x as the caller guarantees.
     unsafe {
         while r + 2 <= n {
-            out[r..r + 2].copy_from_slice(&rows_lanes::<D, 2>([row(r), row(r + 1)], x, n_blocks));
+            let l = rows_lanes::<D, 2>([row(r), row(r + 1)], row_bytes, x, n_blocks);
+            out[r..r + 2].copy_from_slice(&l);
             r += 2;
         }
         if r < n {
-            out[r..].copy_from_slice(&rows_lanes::<D, 1>([row(r)], x, n_blocks));
+            out[r..].copy_from_slice(&rows_lanes::<D, 1>([row(r)], row_bytes, x, n_blocks));
         }
     }
 }
