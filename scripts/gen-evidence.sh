@@ -9,7 +9,7 @@ out=evidence/qwen2.5-coder-0.5b
 mkdir -p "$out"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-/usr/bin/time -f "%e" -o "$tmp/wall" target/release/apr-qa run playbooks/models/qwen2.5-coder-0.5b-ci.playbook.yaml \
+/usr/bin/time -q -f "%e" -o "$tmp/wall" target/release/apr-qa run playbooks/models/qwen2.5-coder-0.5b-ci.playbook.yaml \
   --no-progress -o "$tmp" | tee "$tmp/summary.txt"
 code=${PIPESTATUS[0]}
 cp "$tmp/evidence.json" "$out/evidence.json"
