@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::quant::float::f16_to_f32;
+use super::f16::f16;
 use crate::quant::kquants::unpack_scales_min_k4;
 
 /// Decodes blocks of one dtype: `visit(p, f)` calls `f(i, lo, hi)` for i = 0..BLOCK/16.
@@ -38,11 +38,11 @@ unsafe fn bytes8(p: *const u8) -> __m256i {
     _mm256_cvtepu8_epi32(unsafe { _mm_loadl_epi64(p.cast()) })
 }
 
-/// fp16 at `p` as f32 (the codec's conversion), broadcast.
+/// fp16 at `p` as f32 (the table equals the codec's conversion), broadcast.
 #[inline(always)]
 unsafe fn f16_at(p: *const u8) -> __m256 {
     // SAFETY: 2 readable bytes (caller); AVX is implied by the callers' features.
-    unsafe { _mm256_set1_ps(f16_to_f32(rd16(p))) }
+    unsafe { _mm256_set1_ps(f16(rd16(p))) }
 }
 
 /// Bits `first..first + 8` of `bits`, one per dword, moved to bit 4.
@@ -268,8 +268,8 @@ unsafe fn k4_scales(p: *const u8) -> ([f32; 8], [f32; 8]) {
     // SAFETY: 16 readable bytes (caller).
     let (d, dmin, q) = unsafe {
         (
-            f16_to_f32(rd16(p)),
-            f16_to_f32(rd16(p.add(2))),
+            f16(rd16(p)),
+            f16(rd16(p.add(2))),
             &*p.add(4).cast::<[u8; 12]>(),
         )
     };
@@ -355,7 +355,7 @@ impl Dec256 for Q6K {
     unsafe fn visit<F: FnMut(usize, __m256, __m256)>(p: *const u8, mut f: F) {
         // SAFETY: 210 readable bytes.
         unsafe {
-            let d = f16_to_f32(rd16(p.add(208)));
+            let d = f16(rd16(p.add(208)));
             let mut ds = [0f32; 16];
             for (j, o) in ds.iter_mut().enumerate() {
                 *o = d * f32::from(*p.add(192 + j) as i8);

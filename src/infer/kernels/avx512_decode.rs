@@ -13,7 +13,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::quant::kquants::unpack_scales_min_k4;
+use super::f16::f16;
 
 /// Decodes blocks of one dtype. `visit(p, f)` calls `f(i, v)` for i = 0..BLOCK/16 in order,
 /// `v` being values `16i..16i+16` of the block starting at `p`.
@@ -39,14 +39,12 @@ unsafe fn rd32(p: *const u8) -> u32 {
     u32::from_le(unsafe { std::ptr::read_unaligned(p.cast::<u32>()) })
 }
 
-/// fp16 at `p`, converted by F16C (bit-identical to `quant::float::f16_to_f32`, tested),
-/// broadcast to 16 lanes.
+/// fp16 at `p` as f32 (the table equals the codec's conversion, tested), broadcast.
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 #[inline]
 unsafe fn bcast_f16(p: *const u8) -> __m512 {
     // SAFETY: 2 readable bytes at p (caller).
-    let h = unsafe { rd16(p) };
-    _mm512_cvtph_ps(_mm256_set1_epi16(h as i16))
+    _mm512_set1_ps(f16(unsafe { rd16(p) }))
 }
 
 /// 16 bytes at `p` zero-extended to 16 dwords.
@@ -218,25 +216,36 @@ impl Dec512 for Q5_1 {
     }
 }
 
-/// The Q4_K/Q5_K scale header: `d·sc[j]` and `dmin·m[j]` for the eight sub-blocks.
-#[inline(always)]
+/// The Q4_K/Q5_K scale header: `d·sc[j]` and `dmin·m[j]` for the eight sub-blocks. The 6-bit
+/// fields are unpacked four at a time in 32-bit words (the layout of
+/// `quant::kquants::get_scale_min_k4`: bytes 0..4 hold sc0..3 and the high bits of sc4..7, bytes
+/// 4..8 m0..3 and the high bits of m4..7, bytes 8..12 the low nibbles of sc4..7 | m4..7 << 4),
+/// then converted and multiplied in one vector each.
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
+#[inline]
 unsafe fn k4_scales(p: *const u8) -> ([f32; 8], [f32; 8]) {
     // SAFETY: 16 readable bytes at p (caller).
-    let (d, dmin, q) = unsafe {
+    let (d, dmin, a, b, c) = unsafe {
         (
-            crate::quant::float::f16_to_f32(rd16(p)),
-            crate::quant::float::f16_to_f32(rd16(p.add(2))),
-            &*p.add(4).cast::<[u8; 12]>(),
+            f16(rd16(p)),
+            f16(rd16(p.add(2))),
+            rd32(p.add(4)),
+            rd32(p.add(8)),
+            rd32(p.add(12)),
         )
     };
-    let (sc, m) = unpack_scales_min_k4(q);
-    let mut ds = [0f32; 8];
-    let mut ms = [0f32; 8];
-    for j in 0..8 {
-        ds[j] = d * f32::from(sc[j]);
-        ms[j] = dmin * f32::from(m[j]);
-    }
-    (ds, ms)
+    let sc =
+        u64::from(a & 0x3F3F_3F3F) | u64::from((c & 0x0F0F_0F0F) | ((a >> 2) & 0x3030_3030)) << 32;
+    let m = u64::from(b & 0x3F3F_3F3F)
+        | u64::from(((c >> 4) & 0x0F0F_0F0F) | ((b >> 2) & 0x3030_3030)) << 32;
+    let to_f32 = |v: u64, s: f32| {
+        let q = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(v as i64)));
+        let mut o = [0f32; 8];
+        // SAFETY: `o` holds 8 floats.
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), _mm256_mul_ps(_mm256_set1_ps(s), q)) };
+        o
+    };
+    (to_f32(sc, d), to_f32(m, dmin))
 }
 
 /// Q4_K: per sub-block table `(d·sc)·q − dmin·m`; chunk c (64 values) = low nibbles of
@@ -408,11 +417,13 @@ impl Dec512 for Q6K {
     unsafe fn visit<F: FnMut(usize, __m512)>(p: *const u8, mut f: F) {
         // SAFETY: 210 readable bytes (caller).
         unsafe {
-            let d = crate::quant::float::f16_to_f32(rd16(p.add(208)));
+            // d · sc[j] for the 16 signed scales, in one vector (same products as the codec).
+            let sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(192).cast())));
             let mut ds = [0f32; 16];
-            for (j, o) in ds.iter_mut().enumerate() {
-                *o = d * f32::from(*p.add(192 + j) as i8);
-            }
+            _mm512_storeu_ps(
+                ds.as_mut_ptr(),
+                _mm512_mul_ps(_mm512_set1_ps(f16(rd16(p.add(208)))), sc),
+            );
             for n in 0..2 {
                 let ql = p.add(64 * n);
                 let l0 = (bytes16(ql), bytes16(ql.add(16)));

@@ -20,6 +20,7 @@
 //! split across threads by output rows only, so results do not depend on the thread count.
 //! [`reference`] is the scalar oracle the SIMD paths are tested against.
 
+pub mod f16;
 pub mod matrix;
 pub mod ops;
 pub mod pool;
