@@ -61,7 +61,7 @@ fn header(version: u32, kvs: &[Kv], tis: &[Ti]) -> Vec<u8> {
 }
 
 fn pad_to(v: &mut Vec<u8>, alignment: usize) {
-    while v.len() % alignment != 0 {
+    while !v.len().is_multiple_of(alignment) {
         v.push(0);
     }
 }
@@ -412,7 +412,7 @@ fn zero_tensor_file_round_trips() {
     assert!(rewrite(&f) == bytes);
     // gguf-py's vocab-only files stop at the end of the metadata (no padding): also canonical.
     let unpadded = header(3, &kvs, &[]);
-    assert!(unpadded.len() % 32 != 0);
+    assert!(!unpadded.len().is_multiple_of(32));
     let f = parse(&unpadded).unwrap();
     assert!(f.is_canonical() && !f.write_options().pad_empty_data_section);
     assert!(rewrite(&f) == unpadded);

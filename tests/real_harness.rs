@@ -83,3 +83,28 @@ fn the_ci_run_leaves_the_model_directory_unchanged() {
         .collect();
     assert_eq!(cats.len(), 6, "every MQS category judged: {cats:?}");
 }
+
+/// Issue #5: chat "What is 2+2?", greedy, 16 tokens → "2 + 2 equals 4."
+#[test]
+#[ignore = "needs real models: scripts/fetch-models.sh"]
+fn qwen_answers_two_plus_two() {
+    let o = Command::new(BIN)
+        .args([
+            "infer",
+            "-p",
+            "What is 2+2?",
+            "--chat",
+            "--max-tokens",
+            "16",
+            "--threads",
+            "2",
+            "--json",
+        ])
+        .arg(real_model(QWEN))
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(j["text"], "2 + 2 equals 4.", "{j}");
+    assert_eq!(j["finish_reason"], "stop");
+}

@@ -32,7 +32,7 @@ pub struct RowsError {
 
 fn check(rows: u64, heads: u64) -> Result<(usize, usize, usize), RowsError> {
     let err = RowsError { rows, heads };
-    if heads == 0 || rows == 0 || rows % (2 * heads) != 0 {
+    if heads == 0 || rows == 0 || !rows.is_multiple_of(2 * heads) {
         return Err(err);
     }
     let r = usize::try_from(rows).map_err(|_| err.clone())?;
@@ -123,7 +123,7 @@ pub fn write_rows(
     w: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
     let rows = source.len();
-    if rows == 0 || bytes.len() % rows != 0 {
+    if rows == 0 || !bytes.len().is_multiple_of(rows) {
         return Err(std::io::Error::other(format!(
             "{} bytes do not split into {rows} rows",
             bytes.len()

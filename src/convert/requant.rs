@@ -89,7 +89,7 @@ fn target_of(t: &Tensor, choice: DtypeChoice) -> GgmlType {
     match to {
         GgmlType::F32 => to,
         GgmlType::F16 | GgmlType::BF16 if rank2 => to,
-        q if q.is_quantized() && rank2 && t.row_len() % q.block_size() as u64 == 0 => q,
+        q if q.is_quantized() && rank2 && t.row_len().is_multiple_of(q.block_size() as u64) => q,
         _ => t.dtype,
     }
 }

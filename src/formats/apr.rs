@@ -652,7 +652,7 @@ fn check_regions(h: &AprHeader, len: u64) -> Result<u64, AprErrorKind> {
             problem,
         });
     }
-    if h.data_offset % ALIGN != 0 {
+    if !h.data_offset.is_multiple_of(ALIGN) {
         return Err(AprErrorKind::DataOffsetMisaligned {
             offset: h.data_offset,
         });

@@ -279,7 +279,7 @@ fn numel(shape: &[u64]) -> Result<u64, SizeProblem> {
 }
 
 fn row_bytes(t: GgmlType, n: u64) -> Result<u64, SizeProblem> {
-    if n % t.block_size() as u64 != 0 {
+    if !n.is_multiple_of(t.block_size() as u64) {
         return Err(SizeProblem::PartialBlock);
     }
     t.row_bytes(n).ok_or(SizeProblem::Overflow)

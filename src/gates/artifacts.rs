@@ -102,12 +102,12 @@ impl Artifacts {
         Ok((out, t0.elapsed()))
     }
 
-    /// A fresh path in the run dir.
+    /// A path in the run dir for `name`.
+    ///
+    /// The path depends only on `name` (never on scheduling), so evidence that names it is
+    /// identical between runs; each caller picks a name no other gate uses.
     pub fn scratch(&self, name: &str) -> PathBuf {
-        let n = self
-            .fresh
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.dir.join(format!("scratch-{n}-{name}"))
+        self.dir.join(format!("scratch-{name}"))
     }
 
     /// The model view of `path`, opened once and shared.

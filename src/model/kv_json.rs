@@ -99,7 +99,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(key: &str, s: &str) -> Result<Vec<u8>, KvJsonError> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(err(key, "odd-length hex string"));
     }
     (0..s.len())

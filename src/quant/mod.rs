@@ -127,7 +127,8 @@ pub const fn can_quantize(t: GgmlType) -> bool {
 
 fn check_lengths(t: GgmlType, n_bytes: usize, n_values: usize) -> Result<(), QuantError> {
     let (bs, ts) = (t.block_size(), t.type_size());
-    let ok = n_bytes % ts == 0 && n_values % bs == 0 && n_bytes / ts == n_values / bs;
+    let ok =
+        n_bytes.is_multiple_of(ts) && n_values.is_multiple_of(bs) && n_bytes / ts == n_values / bs;
     if ok {
         Ok(())
     } else {

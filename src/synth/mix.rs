@@ -71,7 +71,7 @@ fn n_dims(ne: &[u64]) -> usize {
 
 /// Whether `ne0` is whole blocks of `t`.
 fn fits(ne0: u64, t: GgmlType) -> bool {
-    ne0 % (t.block_size() as u64) == 0
+    ne0.is_multiple_of(t.block_size() as u64)
 }
 
 /// The type of one tensor (`layer` is its block index, for per-layer roles).

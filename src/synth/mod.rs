@@ -220,13 +220,13 @@ pub fn validate(o: &SynthOptions) -> Result<(), SynthError> {
     if o.layers == 0 || o.layers > 512 {
         return Err(bad("layers", format!("{} is not in 1..=512", o.layers)));
     }
-    if o.heads == 0 || o.hidden == 0 || o.hidden % o.heads != 0 {
+    if o.heads == 0 || o.hidden == 0 || !o.hidden.is_multiple_of(o.heads) {
         return Err(bad(
             "heads",
             format!("hidden {} is not a multiple of heads {}", o.hidden, o.heads),
         ));
     }
-    if (o.hidden / o.heads) % 2 != 0 {
+    if !(o.hidden / o.heads).is_multiple_of(2) {
         return Err(bad(
             "heads",
             format!(
@@ -235,7 +235,7 @@ pub fn validate(o: &SynthOptions) -> Result<(), SynthError> {
             ),
         ));
     }
-    if o.kv_heads == 0 || o.heads % o.kv_heads != 0 {
+    if o.kv_heads == 0 || !o.heads.is_multiple_of(o.kv_heads) {
         return Err(bad(
             "kv_heads",
             format!("{} does not divide heads {}", o.kv_heads, o.heads),

@@ -241,7 +241,7 @@ impl<'a> Matrix<'a> {
         let x = &x[..self.n_in];
         if let Kind::Fast(fast) = self.kind {
             // Rows of whole decoder blocks (a plain-dtype row with a tail takes the row path).
-            if self.n_in % fast.block() == 0 {
+            if self.n_in.is_multiple_of(fast.block()) {
                 let n_blocks = self.n_in / fast.block();
                 let out = &mut out[..n];
                 if simd_matvec(

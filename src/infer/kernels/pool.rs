@@ -207,7 +207,7 @@ impl Pool {
         let mut spins = 0u32;
         while s.done.load(Ordering::Acquire) != joined {
             spins = spins.wrapping_add(1);
-            if spins % 1024 == 0 {
+            if spins.is_multiple_of(1024) {
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();
@@ -270,7 +270,7 @@ fn worker(s: &Shared, index: usize) {
                 break e;
             }
             spins = spins.wrapping_add(1);
-            if spins % 256 != 0 || start.elapsed() < SPIN {
+            if !spins.is_multiple_of(256) || start.elapsed() < SPIN {
                 std::hint::spin_loop();
                 continue;
             }
@@ -389,7 +389,7 @@ mod tests {
                 for i in 0..n {
                     let r = split(len, n, i, 4);
                     assert_eq!(r.start, next, "len {len} n {n} i {i}");
-                    assert!(r.start % 4 == 0 || r.is_empty());
+                    assert!(r.start.is_multiple_of(4) || r.is_empty());
                     next = r.end;
                 }
                 assert_eq!(next, len);
