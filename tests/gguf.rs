@@ -1213,7 +1213,7 @@ fn gguf_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
 }
 
 #[test]
-#[ignore = "needs real GGUF files; set APR_QA_GGUF_DIR"]
+#[ignore = "needs real models: scripts/fetch-models.sh (or APR_QA_GGUF_DIR)"]
 fn real_files_round_trip_byte_identically() {
     let dir = std::env::var_os("APR_QA_GGUF_DIR")
         .map(std::path::PathBuf::from)

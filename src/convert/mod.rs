@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
-use crate::dtype::{AprDtype, GgmlType};
+use crate::dtype::AprDtype;
 use crate::formats::apr_write::{add_apr_qa_keys, write_apr, AprTensorSpec};
 use crate::formats::gguf_write::{write_gguf, GgufTensorSpec};
 use crate::formats::names::storage_name;
@@ -299,13 +299,4 @@ fn stored_layout(model: &Model, tensors: &[Tensor]) -> (Vec<String>, Vec<Vec<u64
         tensors.iter().map(|t| name(&t.name)).collect(),
         tensors.iter().map(Tensor::shape).collect(),
     )
-}
-
-/// Dtypes a `--dtype` choice may name (for messages).
-pub fn dtype_names() -> Vec<&'static str> {
-    GgmlType::ALL
-        .iter()
-        .filter(|t| crate::quant::can_quantize(**t))
-        .map(|t| t.name())
-        .collect()
 }

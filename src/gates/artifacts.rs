@@ -19,6 +19,8 @@ pub struct Artifacts {
     dir: PathBuf,
     /// The model under qualification (a GGUF file).
     pub source: PathBuf,
+    /// sha256 of the source file (hashed once by the run).
+    pub source_sha256: String,
     routes: Mutex<HashMap<String, Slot<PathBuf>>>,
     models: Mutex<HashMap<PathBuf, Slot<Arc<Model>>>>,
     prints: Mutex<HashMap<PathBuf, Slot<Arc<Vec<TensorPrint>>>>>,
@@ -42,11 +44,12 @@ fn slot<K: std::hash::Hash + Eq + Clone, T>(map: &Mutex<HashMap<K, Slot<T>>>, ke
 }
 
 impl Artifacts {
-    /// Artifacts for `source`, produced under `dir` (the run's temp dir).
-    pub fn new(dir: &Path, source: PathBuf) -> Self {
+    /// Artifacts for `source` (whose sha256 the caller computed), produced under `dir`.
+    pub fn new(dir: &Path, source: PathBuf, source_sha256: String) -> Self {
         Self {
             dir: dir.to_path_buf(),
             source,
+            source_sha256,
             routes: Mutex::new(HashMap::new()),
             models: Mutex::new(HashMap::new()),
             prints: Mutex::new(HashMap::new()),

@@ -374,16 +374,7 @@ pub fn reference_tokens(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
         &std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
     )
     .map_err(|e| format!("{}: {e}", path.display()))?;
-    let sha = ctx.art.memo("source-sha256", || {
-        use sha2::{Digest, Sha256};
-        let mut f = std::fs::File::open(&ctx.art.source).map_err(|e| e.to_string())?;
-        let mut h = Sha256::new();
-        std::io::copy(&mut f, &mut h).map_err(|e| e.to_string())?;
-        Ok(h.finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>())
-    })?;
+    let sha = &ctx.art.source_sha256;
     if *sha != refs.model.sha256 {
         return Ok(Judgement::skipped(format!(
             "the references are for model sha256 {}…, not this one ({}…)",

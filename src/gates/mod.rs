@@ -39,14 +39,7 @@ impl Fmt {
             Self::Safetensors => "safetensors",
         }
     }
-    /// One-letter code used in gate ids (G, A, S).
-    pub fn letter(self) -> char {
-        match self {
-            Self::Gguf => 'G',
-            Self::Apr => 'A',
-            Self::Safetensors => 'S',
-        }
-    }
+
     /// The format a gate-id letter names.
     pub fn from_letter(c: char) -> Option<Self> {
         match c {

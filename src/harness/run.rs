@@ -167,7 +167,11 @@ pub fn run(opts: RunOptions) -> Result<RunOutput, RunError> {
         )));
     }
     let (model_sha, model_bytes) = sha256_file(&source).map_err(RunError)?;
-    let art = Arc::new(Artifacts::new(work.path(), source.clone()));
+    let art = Arc::new(Artifacts::new(
+        work.path(),
+        source.clone(),
+        model_sha.clone(),
+    ));
     let model = art.model(&source).map_err(RunError)?;
     if let Some(exp) = &pb.model.expect {
         if let Some(a) = &exp.arch {
