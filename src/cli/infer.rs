@@ -1,7 +1,6 @@
 //! `apr-qa infer MODEL -p PROMPT [--chat] [--max-tokens N] [--temperature T] [--top-k K]
 //! [--top-p P] [--seed S] [--threads N] [--json] [--logits-out FILE.npy]`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -70,14 +69,7 @@ fn write_npy(path: &Path, rows: &[Vec<f32>]) -> std::io::Result<()> {
             out.extend(x.to_le_bytes());
         }
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    tmp.write_all(&out)?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    apr_qa::harness::executor::write_atomic(path, &out)
 }
 
 pub fn run(a: Args) -> Result<u8, Failure> {
