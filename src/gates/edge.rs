@@ -4,7 +4,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use super::{Fmt, GateCtx, Judgement};
+use super::{GateCtx, Judgement};
 use crate::convert::{convert, DtypeChoice, Target};
 use crate::dtype::RETIRED_GGML_IDS;
 use crate::formats::gguf::GgufFile;
@@ -197,10 +197,10 @@ pub fn run(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
                 b[at..at + 4].copy_from_slice(&id.to_le_bytes());
                 Ok(())
             })?;
-            let _ = Fmt::Gguf;
+            // The needles are whole phrases: a bare "4" also matches the run dir's random name.
             Ok(expect_refusal(
                 &p,
-                &[&name, &id.to_string()],
+                &[&format!("{name:?}"), &format!("dtype id {id}")],
                 &format!("dtype id {id} on {name}"),
             ))
         }
