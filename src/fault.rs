@@ -34,11 +34,25 @@ pub enum Fault {
     VocabTruncate,
     /// #202: a directory passed as a model gets an error that does not name it.
     DirPath,
+    /// #181: Q4_K `d`/`dmin` pass through bf16 in the dequantizer (fp16 mantissa truncated).
+    Fp16ScaleTrunc,
+    /// Q5_0/Q5_1 dequantizer reads the high and low nibbles in swapped order.
+    Q5NibbleOrder,
+    /// A writer places tensor data off the file's alignment (offset + half the alignment).
+    OffsetMisalign,
+    /// Tied embeddings: the engine loses lm_head (the output projection reads zeros).
+    TiedEmbedDrop,
+    /// The engine ignores the model's rope base and uses a default (10000).
+    RopeThetaDefault,
+    /// A reduction whose order depends on the thread count.
+    NondeterministicReduction,
+    /// The KV cache writes each step one slot off.
+    KvCacheOffByOne,
 }
 
 impl Fault {
     /// Every fault, in catalogue order.
-    pub const ALL: [Fault; 12] = [
+    pub const ALL: [Fault; 19] = [
         Self::Gh191DtypeRenumber,
         Self::SilentF32Fallback,
         Self::SilentDequant,
@@ -51,6 +65,13 @@ impl Fault {
         Self::InfInject,
         Self::VocabTruncate,
         Self::DirPath,
+        Self::Fp16ScaleTrunc,
+        Self::Q5NibbleOrder,
+        Self::OffsetMisalign,
+        Self::TiedEmbedDrop,
+        Self::RopeThetaDefault,
+        Self::NondeterministicReduction,
+        Self::KvCacheOffByOne,
     ];
 
     /// The catalogue name (`--inject NAME`).
@@ -68,6 +89,13 @@ impl Fault {
             Self::InfInject => "INF-INJECT",
             Self::VocabTruncate => "VOCAB-TRUNCATE",
             Self::DirPath => "DIR-PATH",
+            Self::Fp16ScaleTrunc => "FP16-SCALE-TRUNC",
+            Self::Q5NibbleOrder => "Q5-NIBBLE-ORDER",
+            Self::OffsetMisalign => "OFFSET-MISALIGN",
+            Self::TiedEmbedDrop => "TIED-EMBED-DROP",
+            Self::RopeThetaDefault => "ROPE-THETA-DEFAULT",
+            Self::NondeterministicReduction => "NONDETERMINISTIC-REDUCTION",
+            Self::KvCacheOffByOne => "KV-CACHE-OFF-BY-ONE",
         }
     }
 
@@ -86,6 +114,13 @@ impl Fault {
             Self::InfInject => "one value of the first F32 tensor becomes +Inf in conversion",
             Self::VocabTruncate => "the last vocabulary token is dropped in conversion",
             Self::DirPath => "a directory model path gets an error without the path",
+            Self::Fp16ScaleTrunc => "Q4_K d/dmin rounded through bf16 in the dequantizer",
+            Self::Q5NibbleOrder => "Q5_0/Q5_1 high/low nibble order swapped in the dequantizer",
+            Self::OffsetMisalign => "a writer places tensor data half an alignment off",
+            Self::TiedEmbedDrop => "tied embeddings: the engine's lm_head reads zeros",
+            Self::RopeThetaDefault => "the engine replaces the model's rope base by 10000",
+            Self::NondeterministicReduction => "a sum whose order depends on the thread count",
+            Self::KvCacheOffByOne => "the KV cache writes each step one slot off",
         }
     }
 

@@ -15,4 +15,5 @@ pub mod harness;
 pub mod infer;
 pub mod model;
 pub mod quant;
+pub mod report;
 pub mod synth;

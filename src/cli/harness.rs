@@ -1,4 +1,4 @@
-//! `apr-qa run`, `apr-qa gates`, `apr-qa score`, `apr-qa playbook check`.
+//! `apr-qa run`, `apr-qa gates`, `apr-qa score`, `apr-qa playbook check|import`.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -268,6 +268,8 @@ pub enum PlaybookCmd {
         /// The playbook.
         file: PathBuf,
     },
+    /// Convert a playbook of the incumbent tool's format into ours, listing what cannot be honoured.
+    Import(super::fleet::ImportArgs),
 }
 
 pub fn playbook_cmd(c: PlaybookCmd) -> Result<u8, Failure> {
@@ -283,30 +285,6 @@ pub fn playbook_cmd(c: PlaybookCmd) -> Result<u8, Failure> {
             );
             Ok(EXIT_OK)
         }
+        PlaybookCmd::Import(a) => super::fleet::run_import(a),
     }
-}
-
-#[derive(clap::Args)]
-pub struct FaultsArgs {
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-pub fn faults_cmd(a: FaultsArgs) -> Result<u8, Failure> {
-    if a.json {
-        let list: Vec<serde_json::Value> = Fault::ALL
-            .iter()
-            .map(|f| serde_json::json!({ "name": f.name(), "description": f.description() }))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&list).map_err(Failure::bad_input)?
-        );
-    } else {
-        for f in Fault::ALL {
-            println!("{:<22} {}", f.name(), f.description());
-        }
-    }
-    Ok(EXIT_OK)
 }

@@ -5,9 +5,13 @@
 
 mod check;
 mod convert;
+mod faults;
+mod fleet;
 mod harness;
+mod hunt;
 mod infer;
 mod inspect;
+mod report;
 mod synth;
 
 use std::process::ExitCode;
@@ -52,10 +56,18 @@ enum Command {
     Run(harness::RunArgs),
     /// List the gate catalogue.
     Gates(harness::GatesArgs),
-    /// List the fault-injection catalogue (`run --inject FAULT`).
-    Faults(harness::FaultsArgs),
+    /// List the fault-injection catalogue (`run --inject FAULT`); `--matrix` runs the kill matrix.
+    Faults(faults::FaultsArgs),
     /// Score an evidence file.
     Score(harness::ScoreArgs),
+    /// Render evidence files as an HTML dashboard, JUnit XML and markdown.
+    Report(report::Args),
+    /// Write one markdown ticket per falsified gate family of an evidence file.
+    Ticket(fleet::TicketArgs),
+    /// Merge the evidence of shards (`run --shard I/N`) into one evidence file and score.
+    Merge(fleet::MergeArgs),
+    /// Hunt for non-bit-exact paths with generated blocks, tensors and models.
+    Hunt(hunt::Args),
     /// Playbook tools.
     #[command(subcommand)]
     Playbook(harness::PlaybookCmd),
@@ -110,7 +122,11 @@ pub fn run() -> ExitCode {
         Command::Run(a) => harness::run_cmd(a),
         Command::Gates(a) => harness::gates_cmd(a),
         Command::Score(a) => harness::score_cmd(a),
-        Command::Faults(a) => harness::faults_cmd(a),
+        Command::Faults(a) => faults::faults_cmd(a),
+        Command::Report(a) => report::run(a),
+        Command::Ticket(a) => fleet::run_ticket(a),
+        Command::Merge(a) => fleet::run_merge(a),
+        Command::Hunt(a) => hunt::run(a),
         Command::Playbook(c) => harness::playbook_cmd(c),
     };
     match result {

@@ -3,6 +3,9 @@
 pub mod catalog;
 pub mod executor;
 pub mod hooks;
+pub mod hunt;
+pub mod import;
+pub mod matrix;
 pub mod mqs;
 pub mod playbook;
 pub mod run;

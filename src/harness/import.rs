@@ -1,0 +1,1 @@
+//! Importing the incumbent tool's playbooks.

@@ -1,0 +1,1 @@
+//! The fault kill matrix: a playbook run clean and once per fault.

@@ -1,0 +1,1 @@
+//! JUnit XML: one testcase per gate.

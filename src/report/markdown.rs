@@ -1,0 +1,1 @@
+//! Markdown report for CI job summaries.

@@ -1,0 +1,1 @@
+//! Merging the evidence of shards into one evidence file.

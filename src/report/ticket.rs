@@ -1,0 +1,1 @@
+//! Markdown bug tickets, one per falsified gate family, in the seed tickets' style.

@@ -1,0 +1,1 @@
+//! Regression triage and trends across several evidence files of one playbook and model.
