@@ -193,7 +193,10 @@ pub fn import_hf_with(dir: &Path, opts: &HfImportOptions) -> Result<HfImport, Co
     } else {
         Carried::default()
     };
-    let mut imp = match (carried.kv.clone(), carried.tensors.clone()) {
+    let mut imp = match (
+        carried.kv.clone().map(std::borrow::Cow::into_owned),
+        carried.tensors.clone(),
+    ) {
         (Some(kv), Some(infos)) => {
             let tensors = apply_carried(tensors, &infos)?;
             check_against_config(&hp, &kv, &tensors)?;

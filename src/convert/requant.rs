@@ -6,6 +6,7 @@
 //! block-quantized target converts rank ≥ 2 tensors whose rows are whole blocks; the others
 //! keep their dtype and are listed as kept. Integer tensors never change.
 
+use std::borrow::Cow;
 use std::sync::Mutex;
 
 use crate::dtype::GgmlType;
@@ -110,9 +111,9 @@ impl Plan {
             .collect()
     }
 
-    /// The metadata to write: unchanged, except `general.file_type` when every changed tensor
-    /// went to one type that has a llama ftype.
-    pub fn metadata(&self, model: &Model) -> Vec<(String, GgufValue)> {
+    /// The metadata to write: unchanged (borrowed), except `general.file_type` when every
+    /// changed tensor went to one type that has a llama ftype.
+    pub fn metadata<'m>(&self, model: &'m Model) -> Cow<'m, [(String, GgufValue)]> {
         let changed: Vec<GgmlType> = model
             .tensors
             .iter()
@@ -120,12 +121,12 @@ impl Plan {
             .filter(|(t, to)| t.dtype != **to)
             .map(|(_, to)| *to)
             .collect();
-        let mut md = model.metadata.clone();
+        let mut md = Cow::Borrowed(model.metadata.as_slice());
         if fault::active(Fault::DropTokenizer) {
-            md.retain(|(k, _)| !k.starts_with("tokenizer."));
+            md.to_mut().retain(|(k, _)| !k.starts_with("tokenizer."));
         }
         if fault::active(Fault::VocabTruncate) {
-            for (k, v) in md.iter_mut() {
+            for (k, v) in md.to_mut().iter_mut() {
                 if let (true, GgufValue::Array(a)) = (
                     k.starts_with("tokenizer.ggml.") && k != "tokenizer.ggml.merges",
                     v,
@@ -135,7 +136,7 @@ impl Plan {
             }
         }
         if let Some(ftype) = changed.first().and_then(|t| t.llama_ftype()) {
-            for (k, v) in md.iter_mut() {
+            for (k, v) in md.to_mut().iter_mut() {
                 if k == "general.file_type" {
                     *v = GgufValue::U32(ftype);
                 }

@@ -109,7 +109,13 @@ pub fn plan_apr(
     });
     let mut index = Vec::new();
     let (mut offsets, mut sizes) = (Vec::new(), Vec::new());
-    let mut data_len: u64 = 0;
+    // The OFFSET-MISALIGN mutant starts the data run half an alignment into the data section,
+    // so every tensor lands (and is indexed) 32 bytes off the 64-byte grid.
+    let mut data_len: u64 = if crate::fault::active(crate::fault::Fault::OffsetMisalign) {
+        ALIGN / 2
+    } else {
+        0
+    };
     let mut flags = flag::LAYOUT_ROW_MAJOR;
     let mut prev: Option<&str> = None;
     for t in order.iter().filter_map(|&i| tensors.get(i)) {
@@ -228,7 +234,12 @@ pub fn plan_apr(
     prefix.extend_from_slice(&json);
     prefix.resize(usize::try_from(index_off).unwrap_or(0), 0);
     prefix.extend_from_slice(&index);
-    prefix.resize(usize::try_from(data_off).unwrap_or(0), 0);
+    // Zero bytes up to the first tensor (none unless the OFFSET-MISALIGN mutant shifted it).
+    let first = offsets.first().copied().unwrap_or(0);
+    prefix.resize(
+        usize::try_from(data_off.saturating_add(first)).unwrap_or(0),
+        0,
+    );
     Ok(AprLayout {
         prefix,
         order,
@@ -246,8 +257,28 @@ struct HashingWriter<'w> {
     written: u64,
 }
 
+/// Slices at least this long are hashed on a second thread while the sink writes them (a
+/// mapped input range is then copied by the kernel while we read it for the CRC).
+const PARALLEL_HASH_BYTES: usize = 1 << 20;
+
 impl Write for HashingWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() >= PARALLEL_HASH_BYTES {
+            let inner = &mut self.inner;
+            let (written, part) = std::thread::scope(|s| {
+                let h = s.spawn(|| {
+                    let mut h = crc32fast::Hasher::new();
+                    h.update(buf);
+                    h
+                });
+                (inner.write_all(buf), h.join())
+            });
+            written?;
+            let part = part.map_err(|_| std::io::Error::other("CRC thread panicked"))?;
+            self.hasher.combine(&part);
+            self.written += buf.len() as u64;
+            return Ok(buf.len());
+        }
         let n = self.inner.write(buf)?;
         let done = buf.get(..n).unwrap_or(&[]);
         self.hasher.update(done);
@@ -335,13 +366,13 @@ pub fn write_apr(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".apr-qa-")
         .suffix(".apr.tmp")
         .tempfile_in(dir)
         .map_err(io("create temp file"))?;
     {
-        let mut bw = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        let mut bw = crate::formats::passthrough::FileSink::new(tmp.as_file());
         write_apr_to(&mut bw, metadata, tensors, data).map_err(err)?;
         bw.flush().map_err(io("flush"))?;
     }

@@ -15,7 +15,7 @@
 #![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 use super::detect::GGUF_MAGIC;
@@ -26,9 +26,6 @@ use super::gguf::{
 };
 use super::{temp_file_beside, FormatError, FormatErrorKind};
 use crate::dtype::GgmlType;
-
-/// Size of the output buffer (safetensors' writer uses the same).
-const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
 /// One tensor to write: its name, dimensions in GGUF order (`ne[0]` contiguous; written exactly
 /// as given, trailing 1s included) and type.
@@ -244,9 +241,9 @@ pub fn write_gguf_with(
         return Err(err(FormatErrorKind::IsADirectory));
     }
     let plan = plan(version, metadata, tensors).map_err(err)?;
-    let mut tmp = temp_file_beside(out).map_err(|e| io("create temp file", e))?;
+    let tmp = temp_file_beside(out).map_err(|e| io("create temp file", e))?;
     {
-        let mut w = BufWriter::with_capacity(WRITE_BUFFER_BYTES, tmp.as_file_mut());
+        let mut w = crate::formats::passthrough::FileSink::new(tmp.as_file());
         stream(&mut w, opts, version, metadata, tensors, &plan, data).map_err(err)?;
         w.flush().map_err(|e| io("write", e))?;
     }

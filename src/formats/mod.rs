@@ -7,7 +7,8 @@
 //!   bounded by the bytes that remain (count × minimum entry size ≤ remaining);
 //! - every way an input can be wrong has its own [`FormatErrorKind`] variant, carrying the
 //!   offset, tensor or key and the numbers involved; there are no silent fallbacks;
-//! - files are mapped with [`map_file`], the crate's only `unsafe` call.
+//! - files are mapped with [`map_file`]; with `passthrough`'s `copy_file_range` the only
+//!   `unsafe` calls outside the inference kernels.
 
 pub mod cursor;
 pub mod detect;
@@ -320,7 +321,7 @@ pub enum FormatErrorKind {
 /// The bytes of a file being read: a read-only mapping or an owned buffer (tests, small files).
 pub enum FileBytes {
     /// A file mapped with [`map_file`].
-    Mapped(memmap2::Mmap),
+    Mapped(passthrough::MappedFile),
     /// Bytes held in memory.
     Owned(Vec<u8>),
 }
@@ -351,15 +352,15 @@ impl From<Vec<u8>> for FileBytes {
     }
 }
 
-impl From<memmap2::Mmap> for FileBytes {
-    fn from(m: memmap2::Mmap) -> Self {
+impl From<passthrough::MappedFile> for FileBytes {
+    fn from(m: passthrough::MappedFile) -> Self {
         Self::Mapped(m)
     }
 }
 
 /// Maps `path` read-only. Refuses directories. The returned error does not name a format
 /// (callers re-tag it with [`FormatError::new`] when they know one).
-pub fn map_file(path: &Path) -> Result<memmap2::Mmap, FormatError> {
+pub fn map_file(path: &Path) -> Result<passthrough::MappedFile, FormatError> {
     let io = |op, source| FormatError::unknown_format(path, FormatErrorKind::Io { op, source });
     if path.is_dir() {
         return Err(FormatError::unknown_format(
@@ -379,7 +380,7 @@ pub fn map_file(path: &Path) -> Result<memmap2::Mmap, FormatError> {
     // platform that ignores it loses nothing).
     #[cfg(unix)]
     let _ = map.advise(memmap2::Advice::Sequential);
-    Ok(map)
+    Ok(passthrough::MappedFile::new(map, file))
 }
 
 /// Opens `path` as a [`FileBytes`], mapping it; an empty file is held as an empty buffer
@@ -398,6 +399,7 @@ pub fn read_file_bytes(path: &Path) -> Result<FileBytes, FormatError> {
 pub mod apr;
 pub mod apr_write;
 pub mod names;
+pub mod passthrough;
 
 /// Creates a temporary file in the directory of `out`, for writing `out` atomically (write,
 /// then `persist(out)`, which renames). The file gets the permissions a newly created file

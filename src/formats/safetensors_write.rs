@@ -13,14 +13,15 @@
 //!   with checked arithmetic; caller metadata may repeat a scheme entry only with the same value
 //!   and may not give scheme keys to a tensor that is not block-quantized; the header is parsed
 //!   back with the reader's own validator and must describe exactly the tensors given.
-//! - **Streaming.** Data goes through one 1 MiB `BufWriter`; memory is O(header). Each callback
+//! - **Streaming.** Data goes through a 1 MiB buffer, and unchanged input ranges are copied in
+//!   the kernel (`formats::passthrough`); memory is O(header). Each callback
 //!   must write exactly its tensor's byte count; otherwise the write fails naming the tensor.
 //! - **Atomic.** Each file is written to a temp file in the target directory, synced, then
 //!   renamed over the target, so a mapping of an old file never sees a partial one. An existing
 //!   directory is refused as an output file. A sharded write writes the shards, then the index;
 //!   a failure can leave earlier shards of the new set in place, never a partial file.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -30,9 +31,6 @@ use super::safetensors::{
     parse_header, shape_string, SafetensorsError, SafetensorsErrorKind as Kind, StDtype, StTensor,
     GGML_SHAPE_SUFFIX, GGML_TYPE_SUFFIX, MAX_HEADER_SIZE, N_LEN,
 };
-
-/// Write buffer size (safetensors `serialize_to_file` also uses 1 MiB).
-pub const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
 /// A tensor to write: its name, logical dtype and logical row-major shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -298,9 +296,9 @@ fn atomic_write(
         // Like File::create (the umask applies), not tempfile's private 0600.
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    let mut tmp = builder.tempfile_in(dir).map_err(io("create temp file"))?;
+    let tmp = builder.tempfile_in(dir).map_err(io("create temp file"))?;
     {
-        let mut w = BufWriter::with_capacity(WRITE_BUFFER_BYTES, tmp.as_file_mut());
+        let mut w = crate::formats::passthrough::FileSink::new(tmp.as_file());
         body(&mut w).map_err(err)?;
         w.flush().map_err(io("write"))?;
     }

@@ -6,6 +6,7 @@
 //!
 //! None of these depends on the run or the route: no time, host or path is ever carried.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -39,11 +40,12 @@ pub struct CarriedTensor {
     pub dtype: GgmlType,
 }
 
-/// The carried lists; each is `None` when the file does not carry it.
+/// The carried lists; each is `None` when the file does not carry it. `kv` borrows the metadata
+/// of a model being written (a tokenizer is hundreds of thousands of strings: never copied).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Carried {
+pub struct Carried<'a> {
     /// Key/value metadata.
-    pub kv: Option<Vec<(String, GgufValue)>>,
+    pub kv: Option<Cow<'a, [(String, GgufValue)]>>,
     /// Tensor infos in GGUF order.
     pub tensors: Option<Vec<CarriedTensor>>,
     /// Alignment.
@@ -69,17 +71,17 @@ fn cerr(key: &'static str, detail: impl Into<String>) -> CarryError {
     }
 }
 
-impl Carried {
+impl<'a> Carried<'a> {
     /// The carried lists of a model about to be written.
     pub fn of(
-        metadata: &[(String, GgufValue)],
+        metadata: &'a [(String, GgufValue)],
         tensors: &[Tensor],
         alignment: u64,
         version: u32,
         original_format: &str,
     ) -> Self {
         Self {
-            kv: Some(metadata.to_vec()),
+            kv: Some(Cow::Borrowed(metadata)),
             tensors: Some(
                 tensors
                     .iter()
@@ -175,7 +177,8 @@ impl Carried {
     ) -> Result<Self, CarryError> {
         let kv = kv
             .map(|v| decode_kv(&v).map_err(|e| cerr(KEY_KV, e.to_string())))
-            .transpose()?;
+            .transpose()?
+            .map(Cow::Owned);
         let tensors = tensors.map(|v| decode_tensors(&v)).transpose()?;
         let alignment = alignment
             .map(|v| {

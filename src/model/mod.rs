@@ -307,7 +307,7 @@ impl Model {
         source: Source,
     ) -> Result<Self, ModelError> {
         let metadata = match carried.kv {
-            Some(kv) => kv,
+            Some(kv) => kv.into_owned(),
             None => {
                 findings.push("no carried gguf_kv: metadata is empty in GGUF terms".into());
                 Vec::new()

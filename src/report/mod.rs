@@ -5,6 +5,6 @@
 pub mod html;
 pub mod junit;
 pub mod markdown;
-pub mod triage;
-pub mod ticket;
 pub mod merge;
+pub mod ticket;
+pub mod triage;
