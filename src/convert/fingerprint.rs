@@ -98,7 +98,8 @@ pub struct TensorPrint {
     pub stats: Option<Stats>,
 }
 
-fn hex(d: impl AsRef<[u8]>) -> String {
+/// Lower-case hex of a digest.
+pub fn hex(d: impl AsRef<[u8]>) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 

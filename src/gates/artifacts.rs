@@ -113,6 +113,28 @@ impl Artifacts {
         self.dir.join(format!("scratch-{name}"))
     }
 
+    /// A scratch directory for a large throwaway output (`need` bytes): in RAM (`/dev/shm`)
+    /// when the tmpfs is there and memory has room for twice `need`, else [`Self::scratch`].
+    /// Writing gigabytes to disk only to delete them costs writeback throttling, not work the
+    /// gate judges. The directory is removed when the guard drops.
+    pub fn ram_scratch(&self, name: &str, need: u64) -> ScratchDir {
+        let shm = Path::new("/dev/shm");
+        let avail = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .map(|kb| kb * 1024)
+        });
+        let in_ram = shm.is_dir() && avail.is_some_and(|a| a / 2 >= need);
+        let path = if in_ram {
+            let run = self.dir.file_name().unwrap_or_default().to_string_lossy();
+            shm.join(format!("{run}-{name}"))
+        } else {
+            self.scratch(name)
+        };
+        ScratchDir(path)
+    }
+
     /// The model view of `path`, opened once and shared.
     pub fn model(&self, path: &Path) -> Result<Arc<Model>, String> {
         let s = slot(&self.models, &path.to_path_buf());
@@ -147,5 +169,22 @@ impl Artifacts {
             .clone()?;
         any.downcast::<T>()
             .map_err(|_| format!("memo {key}: stored under another type"))
+    }
+}
+
+/// A scratch directory removed (with its contents) on drop.
+#[derive(Debug)]
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -5,6 +5,9 @@
 
 use std::collections::HashMap;
 
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
 use super::{GateCtx, Judgement};
 use crate::convert::{convert, DtypeChoice, Target};
 use crate::formats::gguf::GgufValue;
@@ -19,8 +22,10 @@ pub fn export_complete(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
             "architecture {arch:?} has no HF mapping (qwen2, llama)"
         )));
     }
-    let dir = ctx.art.scratch("hf-export");
-    convert(&ctx.art.source, &dir, Target::Hf, DtypeChoice::Keep).map_err(|e| e.to_string())?;
+    let f32_bytes: u64 = src.tensors.iter().map(|t| t.n_elements() * 4).sum();
+    let scratch = ctx.art.ram_scratch("hf-export", f32_bytes);
+    let dir = scratch.path();
+    convert(&ctx.art.source, dir, Target::Hf, DtypeChoice::Keep).map_err(|e| e.to_string())?;
     let mut bad = Vec::new();
     for f in [
         "config.json",
@@ -41,15 +46,23 @@ pub fn export_complete(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
         ));
     }
     // Values: import the directory back (Q/K re-permuted to GGUF order) and compare each
-    // tensor's F32 bytes with the hash of the source's dequantized values.
-    let scratch = ctx.art.scratch("hf-import");
-    std::fs::create_dir_all(&scratch).map_err(|e| e.to_string())?;
-    let back = crate::convert::hf_import::open_hf_dir(&dir, &scratch).map_err(|e| e.to_string())?;
-    let theirs: HashMap<String, String> = crate::convert::fingerprint::fingerprint(&back)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|p| (p.name, p.sha256_raw))
-        .collect();
+    // tensor's F32 bytes, read in GGUF row order straight from the exported safetensors (Q/K
+    // re-permuted on the fly; no temporary GGUF), with the hash of the source's dequantized values.
+    let back = crate::convert::hf_import::import_hf(dir).map_err(|e| e.to_string())?;
+    let theirs: HashMap<String, String> = (0..back.tensors.len())
+        .into_par_iter()
+        .map(|i| {
+            let mut h = HashSink(Sha256::new());
+            back.write_tensor(i, &mut h)
+                .map_err(|e| format!("reading exported tensor {i}: {e}"))?;
+            let name = back
+                .tensors
+                .get(i)
+                .map(|t| t.name.clone())
+                .unwrap_or_default();
+            Ok((name, crate::convert::fingerprint::hex(h.0.finalize())))
+        })
+        .collect::<Result<_, String>>()?;
     let mut compared = 0;
     for p in ctx.art.fingerprints(&ctx.art.source)?.iter() {
         let Some(want) = &p.sha256_f32 else { continue };
@@ -124,4 +137,17 @@ pub fn export_complete(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
         reason,
         metrics! { "tensors_compared" => compared, "tokens" => tokens.len(), "problems" => bad },
     ))
+}
+
+/// Hashes what is written to it.
+struct HashSink(Sha256);
+
+impl std::io::Write for HashSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
