@@ -2,9 +2,11 @@
 //! Qwen2.5-Coder-0.5B Q4_K_M (scripts/fetch-models.sh), and — when llama-cpp-python imports
 //! in the oracle venv — llama.cpp's on the same file in the same run, with the ratios.
 //!
-//! Prefill: a 128-token prompt into a fresh session. Decode: 64 greedy steps after it. Five
+//! Prefill: a 128-token prompt into a fresh session. Decode: 128 greedy steps after it. Five
 //! rounds alternate between the two engines (so both see the same machine load); each figure
-//! is the best round.
+//! is the best round. Peak anonymous memory (`RssAnon`, sampled every 2 ms from before the
+//! model is opened: mapped weights are file pages and do not count) is compared with the
+//! budget KV cache + 100 MB — a loader that expanded weights to F32 would blow it.
 //!
 //! Environment: `APR_QA_BENCH_THREADS` (default 2), `APR_QA_BENCH_SIMD` (scalar | avx2 |
 //! avx512; default the best available), `APR_QA_BENCH_MODEL` (a model path), `APR_QA_MODELS`,
@@ -21,7 +23,7 @@ use apr_qa::infer::sampling::argmax;
 use apr_qa::model::Model;
 
 const PROMPT_LEN: usize = 128;
-const DECODE_STEPS: usize = 64;
+const DECODE_STEPS: usize = 128;
 
 fn home() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
@@ -148,6 +150,7 @@ fn main() {
         );
         std::process::exit(2);
     }
+    let peak = AnonPeak::start();
     let model = Model::open(&path).expect("open model");
     if std::env::var_os("APR_QA_BENCH_KERNELS").is_some() {
         if std::env::var_os("APR_QA_BENCH_STREAM_ONLY").is_none() {
@@ -215,6 +218,72 @@ fn main() {
             ours.0 / theirs.0,
             ours.1 / theirs.1
         );
+    }
+    let kv = {
+        let s = engine.session(PROMPT_LEN + DECODE_STEPS + 8);
+        s.kv_bytes()
+    };
+    let (base, top) = peak.stop();
+    let file = std::fs::metadata(&path).map_or(0, |m| m.len());
+    println!(
+        "peak RssAnon +{} MB over {} MB at start (KV cache {} MB; budget KV + 100 MB = {} MB; file {} MB, mapped)",
+        (top.saturating_sub(base)) >> 10,
+        base >> 10,
+        kv >> 20,
+        (kv >> 20) + 100,
+        file >> 20
+    );
+}
+
+/// Samples this process's `RssAnon` (KB) every 2 ms until stopped.
+struct AnonPeak {
+    base: u64,
+    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn rss_anon_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("RssAnon:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+impl AnonPeak {
+    fn start() -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let base = rss_anon_kb();
+        let peak = Arc::new(AtomicU64::new(base));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (Arc::clone(&peak), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(rss_anon_kb(), Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        });
+        Self {
+            base,
+            peak,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// (KB at start, peak KB).
+    fn stop(mut self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        (self.base, self.peak.load(Ordering::Relaxed))
     }
 }
 
