@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # setup-oracles.sh — create or refresh the Python venv that holds the independent oracles
-# (gguf-py, numpy, safetensors, tokenizers; optionally llama-cpp-python) used by apr-qa's tests.
+# (gguf-py, numpy, safetensors, tokenizers, lxml for the JUnit schema; optionally llama-cpp-python)
+# used by apr-qa's tests.
 #
 # Usage: scripts/setup-oracles.sh [--llama] [--quiet] [--print-python]
 #
@@ -27,6 +28,7 @@ GGUF_PIN="gguf==0.19.0"
 NUMPY_PIN="numpy==2.4.6"
 SAFETENSORS_PIN="safetensors==0.8.0"
 TOKENIZERS_PIN="tokenizers==0.23.3"
+LXML_PIN="lxml==6.1.3"
 LLAMA_PIN="llama-cpp-python==0.3.36"
 # CPU-only build: no GPU backends, no BLAS, no curl, no examples/tests/tools.
 LLAMA_CMAKE_ARGS="-DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF -DGGML_HIP=OFF -DGGML_SYCL=OFF -DGGML_BLAS=OFF -DGGML_OPENMP=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF"
@@ -52,8 +54,8 @@ JOBS="${APR_QA_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 say() { if [ "$quiet" -eq 0 ]; then echo "setup-oracles: $*" >&2; fi; }
 die() { echo "setup-oracles: error: $*" >&2; exit 1; }
 
-pins=("$GGUF_PIN" "$NUMPY_PIN" "$SAFETENSORS_PIN" "$TOKENIZERS_PIN")
-modules="gguf, numpy, safetensors, tokenizers"
+pins=("$GGUF_PIN" "$NUMPY_PIN" "$SAFETENSORS_PIN" "$TOKENIZERS_PIN" "$LXML_PIN")
+modules="gguf, numpy, safetensors, tokenizers, lxml"
 if [ "$want_llama" -eq 1 ]; then
     pins+=("$LLAMA_PIN")
     modules="$modules, llama_cpp"
@@ -92,9 +94,9 @@ rm -f "$STAMP"
 pip_q=()
 [ "$quiet" -eq 1 ] && pip_q=(-q)
 
-say "installing ${GGUF_PIN} ${NUMPY_PIN} ${SAFETENSORS_PIN} ${TOKENIZERS_PIN}"
+say "installing ${GGUF_PIN} ${NUMPY_PIN} ${SAFETENSORS_PIN} ${TOKENIZERS_PIN} ${LXML_PIN}"
 "$VPY" -m pip install "${pip_q[@]}" --disable-pip-version-check \
-    "$GGUF_PIN" "$NUMPY_PIN" "$SAFETENSORS_PIN" "$TOKENIZERS_PIN" \
+    "$GGUF_PIN" "$NUMPY_PIN" "$SAFETENSORS_PIN" "$TOKENIZERS_PIN" "$LXML_PIN" \
     || die "pip install of the base oracles failed"
 
 if [ "$want_llama" -eq 1 ]; then
