@@ -45,6 +45,70 @@ fn needs_cuda(id: &str) -> bool {
     id == "F-CONV-BE-001" || id.contains("-GPU-")
 }
 
+/// The formats a gate exercises, for the evidence's `format` field (reports draw a gate ×
+/// format × backend matrix from it): a conversion pair names its direction, a container gate
+/// its container, everything else the playbook's formats.
+fn gate_formats(id: &str, formats: &[&str]) -> String {
+    let ext = |c: &str| match c {
+        "G" => Some("gguf"),
+        "A" => Some("apr"),
+        "S" => Some("safetensors"),
+        "HF" => Some("hf"),
+        _ => None,
+    };
+    if let Some(pair) = id.strip_prefix("F-CONV-") {
+        if let Some((a, b)) = pair.split_once('-') {
+            if let (Some(a), Some(b)) = (ext(a), ext(b)) {
+                return format!("{a}->{b}");
+            }
+        }
+    }
+    if id.starts_with("F-APR-FORMAT-") {
+        return "apr".into();
+    }
+    if id.starts_with("F-EDGE-") && id != "F-EDGE-006" {
+        return "gguf".into();
+    }
+    formats.join(",")
+}
+
+#[cfg(test)]
+mod gate_fields {
+    use super::*;
+
+    #[test]
+    fn conversion_pairs_name_their_direction_and_file_gates_no_backend() {
+        let all = ["gguf", "apr", "safetensors"];
+        assert_eq!(gate_formats("F-CONV-G-A", &all), "gguf->apr");
+        assert_eq!(gate_formats("F-CONV-S-G", &all), "safetensors->gguf");
+        assert_eq!(gate_formats("F-CONV-G-HF", &all), "gguf->hf");
+        assert_eq!(gate_formats("F-CONV-RT-001", &all), "gguf,apr,safetensors");
+        assert_eq!(gate_formats("F-APR-FORMAT-002", &all), "apr");
+        assert_eq!(gate_formats("F-EDGE-006", &all), "gguf,apr,safetensors");
+        assert_eq!(gate_backend("F-CONV-G-A", false), "-");
+        assert_eq!(gate_backend("F-GOLDEN-RULE-001", false), "cpu");
+        assert_eq!(gate_backend("F-GOLDEN-RULE-002", false), "-");
+        assert_eq!(gate_backend("F-QUANT-GPU-001", true), "cuda");
+    }
+}
+
+/// The backend a gate runs on: `cpu`/`cuda` for gates that run inference, `-` for gates that
+/// only read and write files.
+fn gate_backend(id: &str, cuda: bool) -> &'static str {
+    let infers = id == "F-GOLDEN-RULE-001"
+        || id == "F-GOLDEN-RULE-003"
+        || id.starts_with("F-INFER-")
+        || id == "F-STAB-002"
+        || id == "F-STAB-003"
+        || id == "F-EDGE-006"
+        || id == "F-PERF-002";
+    match (cuda, infers) {
+        (true, _) => "cuda",
+        (false, true) => "cpu",
+        (false, false) => "-",
+    }
+}
+
 /// Builds the plan: one item per gate entry (gates × scenarios; the conversions they share are
 /// computed once by [`Artifacts`]). `shard = Some((i, n))` keeps items whose index ≡ i−1 mod n.
 pub fn plan(pb: &Playbook, shard: Option<(usize, usize)>) -> Vec<PlanItem> {
@@ -64,8 +128,8 @@ pub fn plan(pb: &Playbook, shard: Option<(usize, usize)>) -> Vec<PlanItem> {
                 } else {
                     format!("alias {}", g.id)
                 },
-                format: formats.join(","),
-                backend: if cuda { "cuda".into() } else { "cpu".into() },
+                format: gate_formats(&def.id, &formats),
+                backend: gate_backend(&def.id, cuda).into(),
                 tolerance: g.tolerance.unwrap_or(def.tolerance),
                 timeout: Duration::from_secs(g.timeout_s.unwrap_or(pb.timeout_s)),
                 required: g.required.unwrap_or(skip.is_none()),
