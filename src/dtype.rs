@@ -354,6 +354,15 @@ impl AprDtype {
         }
     }
 
+    /// Elements per block that every row (the last, contiguous dim) must hold whole: the GGML
+    /// block size; 1 for the APR-native types, whose blocks run over the flat tensor.
+    pub fn row_block(self) -> u64 {
+        match self {
+            Self::Ggml(t) => t.block_size() as u64,
+            Self::U8 | Self::AprQ4 | Self::AprQ8 => 1,
+        }
+    }
+
     /// Every interpretation of `byte` a reader may consider: the GGML id first, then
     /// aprender's meaning and the APR-native bytes. The APR reader picks among them by size.
     pub fn candidates(byte: u8, ggml_table: bool) -> Vec<AprDtype> {

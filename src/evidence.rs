@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! { "schema_version": "apr-qa/evidence/1",
-//!   "run": { tool_version, git, host, started, finished, playbook{name, sha256},
-//!            model{path, sha256, bytes}, seed, backends[], jobs, inject, shard, incomplete,
-//!            interrupted },
+//!   "run": { tool_version, git, host, started, finished, playbook{name, sha256, path?},
+//!            model{path, sha256, bytes}, seed, backends[], jobs, inject, test_hook?, shard,
+//!            incomplete, interrupted },
 //!   "summary": { total, corroborated, falsified, skipped, timeout, crashed, duration_ms },
 //!   "mqs": { raw, normalized, grade, status, categories{QUAL…}: {max, points, judged, passed,
 //!            note}, p0_falsified[] },
@@ -124,6 +124,10 @@ pub struct PlaybookRef {
     pub name: String,
     /// sha256 of the playbook file's bytes.
     pub sha256: String,
+    /// The playbook file as run (absolute when it could be resolved), so a ticket can give the
+    /// exact reproduction command. Absent in evidence written before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 /// The model a run qualified.
@@ -165,6 +169,10 @@ pub struct RunInfo {
     /// The fault injected, if any (evidence of such a run is marked FAULT INJECTED).
     #[serde(default)]
     pub inject: Option<String>,
+    /// The raw `APR_QA_TEST_HOOK` value when a test hook was active (tests only), so a ticket
+    /// reproduces the run with the same hook. Absent in older evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_hook: Option<String>,
     /// `I/N` when this is one shard of a run.
     #[serde(default)]
     pub shard: Option<String>,

@@ -1070,3 +1070,36 @@ fn sample_file_is_valid() {
     assert_eq!(f.entries.len(), 3);
     assert_eq!(f.entry("a").unwrap().dtype, AprDtype::Ggml(GgmlType::Q5_0));
 }
+
+/// A Q4_K tensor of dims `[2, 128]` holds 256 values — one whole block by size, but the block
+/// straddles two rows. The reader refuses it naming the tensor and the row length (hunt found
+/// the reader and writer accepting it).
+#[test]
+fn reader_refuses_rows_that_are_not_whole_blocks() {
+    let m = r#"{"model_type":"x","dtype_table":"ggml"}"#;
+    let q4k = u8::try_from(GgmlType::Q4_K.id()).unwrap();
+    let ok = AprFile::from_bytes(build(
+        b"APR\0",
+        m,
+        0x0400,
+        &[ent("t", q4k, &[1, 256], 0, noise(144, 3))],
+        true,
+    ));
+    assert!(ok.is_ok(), "{:?}", ok.err());
+    let k = kind(build(
+        b"APR\0",
+        m,
+        0x0400,
+        &[ent("t", q4k, &[2, 128], 0, noise(144, 3))],
+        true,
+    ));
+    match k {
+        AprErrorKind::PartialBlockRow {
+            tensor,
+            row,
+            block_size,
+            ..
+        } => assert_eq!((tensor.as_str(), row, block_size), ("t", 128, 256)),
+        other => panic!("expected PartialBlockRow, got {other:?}"),
+    }
+}

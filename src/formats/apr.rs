@@ -269,6 +269,15 @@ pub enum AprErrorKind {
     TooManyDimsToWrite { tensor: String, ndim: usize },
     #[error("tensor {tensor:?}: dtype {dtype} has no APR byte apr-qa writes")]
     UnwritableDtype { tensor: String, dtype: &'static str },
+    #[error("tensor {tensor:?} (index entry at offset {offset}): row length {row} (last of dims {dims:?}) is not a multiple of {dtype}'s block size {block_size}: a block would straddle two rows")]
+    PartialBlockRow {
+        tensor: String,
+        offset: u64,
+        dims: Vec<u64>,
+        row: u64,
+        dtype: &'static str,
+        block_size: u64,
+    },
     #[error("tensor {tensor:?}: dims {dims:?} have no exact byte size in {dtype} (partial block or overflow)")]
     NoByteSize {
         tensor: String,
@@ -811,6 +820,7 @@ fn parse_index(
                 }
             }
         })?;
+        check_rows(&name, entry_offset, &dims, resolved.dtype)?;
         if seen.insert(name.clone(), ()).is_some() {
             return Err(AprErrorKind::DuplicateName {
                 tensor: name,
@@ -908,4 +918,28 @@ fn check_footer(bytes: &[u8], data_end: u64) -> Result<Footer, AprErrorKind> {
         });
     }
     Ok(Footer::Valid)
+}
+
+/// Refuses a block-quantized tensor whose rows (last dim, row-major) are not whole blocks — the
+/// total may still be whole blocks (`[2, 128]` of Q4_K is one block straddling two rows), so the
+/// size check alone does not catch it. Readers and the writer share this check.
+pub(crate) fn check_rows(
+    name: &str,
+    offset: u64,
+    dims: &[u64],
+    dtype: AprDtype,
+) -> Result<(), AprErrorKind> {
+    let block_size = dtype.row_block();
+    let row = dims.last().copied().unwrap_or(1);
+    if block_size > 1 && row % block_size != 0 {
+        return Err(AprErrorKind::PartialBlockRow {
+            tensor: name.to_string(),
+            offset,
+            dims: dims.to_vec(),
+            row,
+            dtype: dtype.name(),
+            block_size,
+        });
+    }
+    Ok(())
 }

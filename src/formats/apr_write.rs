@@ -24,8 +24,8 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::apr::{
-    flag, header_crc, pad64, AprEntry, AprError, AprErrorKind, ALIGN, DTYPE_TABLE_KEY, HEADER_LEN,
-    MAGIC, MAX_DIMS, MEMORY_PATH, VERSION, VOCAB_KEY,
+    check_rows, flag, header_crc, pad64, AprEntry, AprError, AprErrorKind, ALIGN, DTYPE_TABLE_KEY,
+    HEADER_LEN, MAGIC, MAX_DIMS, MEMORY_PATH, VERSION, VOCAB_KEY,
 };
 use crate::dtype::{AprDtype, GgmlType, APRENDER_BYTE_MEANINGS, APR_DTYPE_TABLE_GGML};
 
@@ -154,6 +154,12 @@ pub fn plan_apr(
                 dims: t.dims.to_vec(),
             });
         };
+        check_rows(
+            t.name,
+            index_off.saturating_add(index.len() as u64),
+            t.dims,
+            t.dtype,
+        )?;
         match resolve_dtype(byte, n_elements, size, ggml_table) {
             Ok(r) if r.dtype == t.dtype => {}
             // The GH-191 mutant has no read-back check, like the writer it reproduces.

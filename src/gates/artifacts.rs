@@ -81,6 +81,7 @@ impl Artifacts {
                     let out = self.dir.join(format!("route-{key}.{}", last.ext()));
                     convert(&input, &out, target(*last), DtypeChoice::Keep)
                         .map_err(|e| e.to_string())?;
+                    crate::harness::hooks::after_conversion(&out, *last)?;
                     Ok(out)
                 })
                 .clone()
@@ -102,7 +103,9 @@ impl Artifacts {
         let out = self.dir.join(format!("fresh-{n}.{}", to.ext()));
         let t0 = Instant::now();
         convert(input, &out, target(to), dtype).map_err(|e| e.to_string())?;
-        Ok((out, t0.elapsed()))
+        let took = t0.elapsed();
+        crate::harness::hooks::after_conversion(&out, to)?;
+        Ok((out, took))
     }
 
     /// A path in the run dir for `name`.

@@ -10,6 +10,8 @@ pub mod format;
 pub mod hf;
 pub mod inference;
 pub mod perf;
+pub mod quant;
+pub mod reference;
 pub mod rosetta;
 
 use serde::{Deserialize, Serialize};
@@ -127,6 +129,7 @@ pub fn run(ctx: &GateCtx<'_>) -> Option<Result<Judgement, String>> {
         "F-APR-FORMAT-001" | "F-APR-FORMAT-002" | "F-APR-FORMAT-003" => format::apr(ctx),
         "F-ROSETTA-FP-001" => rosetta::fingerprints(ctx),
         "F-ROSETTA-STATS-001" => rosetta::stats(ctx),
+        "F-QUANT-001" => quant::oracle(ctx),
         "F-QUANT-002" => rosetta::f32_export(ctx),
         "F-STAB-001" => conversion::determinism(ctx),
         "F-EDGE-001" | "F-EDGE-002" | "F-EDGE-003" | "F-EDGE-004" | "F-EDGE-005" => edge::run(ctx),
@@ -135,7 +138,8 @@ pub fn run(ctx: &GateCtx<'_>) -> Option<Result<Judgement, String>> {
         "F-GOLDEN-RULE-003" => inference::not_garbage(ctx),
         "F-STAB-002" | "F-STAB-003" => inference::determinism(ctx),
         "F-CONV-G-HF" => hf::export_complete(ctx),
-        "F-INFER-001" => inference::reference_tokens(ctx),
+        "F-INFER-001" => reference::reference_tokens(ctx),
+        "F-INFER-003" => inference::recompute(ctx),
         "F-INFER-002" => inference::known_answer(ctx),
         "F-EDGE-006" => inference::hostile_prompts(ctx),
         _ => return None,

@@ -72,26 +72,6 @@ fn gate_formats(id: &str, formats: &[&str]) -> String {
     formats.join(",")
 }
 
-#[cfg(test)]
-mod gate_fields {
-    use super::*;
-
-    #[test]
-    fn conversion_pairs_name_their_direction_and_file_gates_no_backend() {
-        let all = ["gguf", "apr", "safetensors"];
-        assert_eq!(gate_formats("F-CONV-G-A", &all), "gguf->apr");
-        assert_eq!(gate_formats("F-CONV-S-G", &all), "safetensors->gguf");
-        assert_eq!(gate_formats("F-CONV-G-HF", &all), "gguf->hf");
-        assert_eq!(gate_formats("F-CONV-RT-001", &all), "gguf,apr,safetensors");
-        assert_eq!(gate_formats("F-APR-FORMAT-002", &all), "apr");
-        assert_eq!(gate_formats("F-EDGE-006", &all), "gguf,apr,safetensors");
-        assert_eq!(gate_backend("F-CONV-G-A", false), "-");
-        assert_eq!(gate_backend("F-GOLDEN-RULE-001", false), "cpu");
-        assert_eq!(gate_backend("F-GOLDEN-RULE-002", false), "-");
-        assert_eq!(gate_backend("F-QUANT-GPU-001", true), "cuda");
-    }
-}
-
 /// The backend a gate runs on: `cpu`/`cuda` for gates that run inference, `-` for gates that
 /// only read and write files.
 fn gate_backend(id: &str, cuda: bool) -> &'static str {
@@ -481,4 +461,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod gate_fields {
+    use super::*;
+
+    #[test]
+    fn conversion_pairs_name_their_direction_and_file_gates_no_backend() {
+        let all = ["gguf", "apr", "safetensors"];
+        assert_eq!(gate_formats("F-CONV-G-A", &all), "gguf->apr");
+        assert_eq!(gate_formats("F-CONV-S-G", &all), "safetensors->gguf");
+        assert_eq!(gate_formats("F-CONV-G-HF", &all), "gguf->hf");
+        assert_eq!(gate_formats("F-CONV-RT-001", &all), "gguf,apr,safetensors");
+        assert_eq!(gate_formats("F-APR-FORMAT-002", &all), "apr");
+        assert_eq!(gate_formats("F-EDGE-006", &all), "gguf,apr,safetensors");
+        assert_eq!(gate_backend("F-CONV-G-A", false), "-");
+        assert_eq!(gate_backend("F-GOLDEN-RULE-001", false), "cpu");
+        assert_eq!(gate_backend("F-GOLDEN-RULE-002", false), "-");
+        assert_eq!(gate_backend("F-QUANT-GPU-001", true), "cuda");
+    }
 }

@@ -232,6 +232,12 @@ pub fn run(opts: RunOptions) -> Result<RunOutput, RunError> {
                     .iter()
                     .map(|b| format!("{b:02x}"))
                     .collect(),
+                path: Some(
+                    std::fs::canonicalize(&opts.playbook)
+                        .unwrap_or_else(|_| opts.playbook.clone())
+                        .display()
+                        .to_string(),
+                ),
             },
             model: ModelRef {
                 path: model_label,
@@ -245,10 +251,11 @@ pub fn run(opts: RunOptions) -> Result<RunOutput, RunError> {
                 .map(|b| format!("{b:?}").to_lowercase())
                 .collect(),
             jobs: opts.jobs,
-            inject: opts.inject.map(|f| f.name().to_string()).or_else(|| {
-                hook.as_ref()
-                    .map(|h| format!("test-hook {:?} on {}", h.kind, h.gate))
-            }),
+            inject: opts
+                .inject
+                .map(|f| f.name().to_string())
+                .or_else(|| hook.as_ref().map(|h| format!("test-hook {}", h.raw()))),
+            test_hook: hook.as_ref().map(Hook::raw),
             shard: opts.shard.map(|(i, n)| format!("{i}/{n}")),
             incomplete,
             interrupted,

@@ -144,6 +144,7 @@ impl<'a> Engine<'a> {
             kv: KvCache::new(c.n_layer, n_ctx.max(1), c.kv_dim()),
             n_past: 0,
             bufs: Default::default(),
+            mutants: None,
         }
     }
 }
@@ -247,6 +248,9 @@ pub struct Session<'e> {
     pub(crate) kv: KvCache,
     pub(crate) n_past: usize,
     pub(crate) bufs: super::forward::Buffers,
+    /// Fault-injection mutants for this session; `None` reads the process-wide switch
+    /// (tests set them here, never through the switch).
+    pub(crate) mutants: Option<super::mutants::Mutants>,
 }
 
 impl Session<'_> {
@@ -281,5 +285,12 @@ impl Session<'_> {
     /// Appends `tokens` and returns the logits after each of them (teacher forcing).
     pub fn eval_all(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>, InferError> {
         self.forward(tokens, super::forward::Logits::All)
+    }
+
+    /// Appends `tokens` and returns the logits after each of `tokens[from..]` (the same values
+    /// as [`Self::eval_all`], without computing the output projection of the others; empty
+    /// when `from` is past the end).
+    pub fn eval_from(&mut self, tokens: &[u32], from: usize) -> Result<Vec<Vec<f32>>, InferError> {
+        self.forward(tokens, super::forward::Logits::From(from))
     }
 }

@@ -13,6 +13,7 @@ use super::engine::{Layer, Session};
 use super::kernels::ops::{rms_norm, rope, rope_cache, softmax, swiglu};
 use super::kernels::pool::{n_chunks, split, SharedOut};
 use super::kernels::{axpy, dot_rows, Matrix};
+use super::mutants::{rms_norm_split, Mutants};
 
 /// Tokens per forward chunk (bounds activation memory: ~10 MB for Qwen2.5-0.5B).
 const UBATCH: usize = 128;
@@ -26,6 +27,8 @@ pub(crate) enum Logits {
     Last,
     /// Every token's (teacher forcing).
     All,
+    /// The tokens' from this index of the call on.
+    From(usize),
 }
 
 /// Activations of one chunk, kept by the session between calls (every element is written before
@@ -75,10 +78,14 @@ impl Session<'_> {
         let n_chunks = tokens.len().div_ceil(UBATCH);
         for (i, chunk) in tokens.chunks(UBATCH).enumerate() {
             let last = i + 1 == n_chunks;
+            let offset = i * UBATCH;
             let want = match which {
                 Logits::All => Logits::All,
+                Logits::From(k) if k < offset + chunk.len() => {
+                    Logits::From(k.saturating_sub(offset))
+                }
                 Logits::Last if last => Logits::Last,
-                Logits::Last => {
+                Logits::From(_) | Logits::Last => {
                     self.chunk(chunk, None)?;
                     continue;
                 }
@@ -130,6 +137,10 @@ impl Session<'_> {
         let n = tokens.len();
         let ne = c.n_embd;
         let half = c.n_rot / 2;
+        // Fault sites are read once per chunk (DESIGN §3.5); `Mutants::CLEAN` when none is on.
+        let mutants = self.mutants.unwrap_or_else(Mutants::read);
+        let rope_base = mutants.rope_base(c.rope_base);
+        let norm_parts = mutants.split_norm.then(|| pool.n_threads());
         for (t, &tok) in tokens.iter().enumerate() {
             e.token_embd
                 .decode_row(level, tok as usize, &mut b.x[t * ne..(t + 1) * ne])?;
@@ -137,19 +148,20 @@ impl Session<'_> {
             rope_cache(
                 pos,
                 c.n_rot,
-                c.rope_base,
+                rope_base,
                 &mut b.cos[t * half..(t + 1) * half],
                 &mut b.sin[t * half..(t + 1) * half],
             );
         }
         for (il, layer) in e.layers.iter().enumerate() {
-            self.attention_block(il, layer, n, b);
+            self.attention_block(il, layer, n, b, mutants);
             // Feed-forward.
             for t in 0..n {
-                rms_norm(
+                norm(
                     &b.x[t * ne..(t + 1) * ne],
                     &layer.ffn_norm,
                     c.rms_eps,
+                    norm_parts,
                     &mut b.h[t * ne..(t + 1) * ne],
                 );
             }
@@ -181,23 +193,29 @@ impl Session<'_> {
         };
         let first = match which {
             Logits::All => 0,
+            Logits::From(k) => k.min(n - 1),
             Logits::Last => n - 1,
         };
         for t in first..n {
-            rms_norm(
+            norm(
                 &b.x[t * ne..(t + 1) * ne],
                 &e.output_norm,
                 c.rms_eps,
+                norm_parts,
                 &mut b.h[t * ne..(t + 1) * ne],
             );
         }
+        // TIED-EMBED-DROP: the tied output projection yields zeros instead of running.
+        let drop_lm_head = mutants.drop_tied_lm_head && e.tied_embeddings();
         let nv = c.n_vocab;
         let mut t0 = first;
         while t0 < n {
             let m = LOGITS_CHUNK.min(n - t0);
             let mut l = vec![0f32; m * nv];
-            e.output
-                .matmul(pool, level, &b.h[t0 * ne..(t0 + m) * ne], m, &mut l);
+            if !drop_lm_head {
+                e.output
+                    .matmul(pool, level, &b.h[t0 * ne..(t0 + m) * ne], m, &mut l);
+            }
             if m == 1 {
                 out.push(l);
             } else {
@@ -210,17 +228,26 @@ impl Session<'_> {
     }
 
     /// `x += Wo · attention(RoPE(Wq·h + bq), RoPE(Wk·h + bk), Wv·h + bv)` for one layer.
-    fn attention_block(&mut self, il: usize, layer: &Layer<'_>, n: usize, b: &mut Buffers) {
+    fn attention_block(
+        &mut self,
+        il: usize,
+        layer: &Layer<'_>,
+        n: usize,
+        b: &mut Buffers,
+        mutants: Mutants,
+    ) {
         let e = self.engine;
         let c = e.config();
         let (level, pool) = (e.simd_level(), e.pool());
         let (ne, nq, nkv, hd) = (c.n_embd, c.q_dim(), c.kv_dim(), c.head_dim);
         let half = c.n_rot / 2;
+        let norm_parts = mutants.split_norm.then(|| pool.n_threads());
         for t in 0..n {
-            rms_norm(
+            norm(
                 &b.x[t * ne..(t + 1) * ne],
                 &layer.attn_norm,
                 c.rms_eps,
+                norm_parts,
                 &mut b.h[t * ne..(t + 1) * ne],
             );
         }
@@ -241,7 +268,12 @@ impl Session<'_> {
             }
         }
         let p0 = self.n_past;
-        self.kv.store(il, p0, &b.k, &b.v);
+        // KV-CACHE-OFF-BY-ONE stores a decode step one slot further (a write past the end
+        // is dropped); clean, the slot is `p0`.
+        let slot = mutants.kv_slot(p0, n);
+        if slot + n <= self.kv.n_ctx() {
+            self.kv.store(il, slot, &b.k, &b.v);
+        }
         let n_keys = p0 + n;
         let keys = self.kv.keys(il, n_keys);
         let values = self.kv.values(il, n_keys);
@@ -283,6 +315,15 @@ impl Session<'_> {
         );
         layer.wo.matmul(pool, level, &b.attn, n, &mut b.h);
         add_in_place(&mut b.x, &b.h);
+    }
+}
+
+/// RMSNorm of one row: the clean kernel, or the NONDETERMINISTIC-REDUCTION mutant's
+/// per-thread split when `parts` is set.
+fn norm(x: &[f32], w: &[f32], eps: f32, parts: Option<usize>, out: &mut [f32]) {
+    match parts {
+        None => rms_norm(x, w, eps, out),
+        Some(p) => rms_norm_split(x, w, eps, p, out),
     }
 }
 

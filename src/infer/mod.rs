@@ -6,6 +6,7 @@ mod forward;
 pub mod generate;
 pub mod kernels;
 pub mod kv_cache;
+mod mutants;
 pub mod prompt;
 pub mod sampling;
 pub mod template;

@@ -13,6 +13,7 @@
 
 use super::float::f16_to_f32;
 use super::le16;
+use crate::fault::Fault;
 
 /// Elements per K-quant super-block (`QK_K`).
 pub const QK_K: usize = 256;
@@ -177,9 +178,25 @@ pub fn dequantize_q3_k(src: &[u8], dst: &mut [f32]) {
 
 /// Q4_K: `y = (d·sc)·q − dmin·m`, q ∈ 0..15 (ggml `dequantize_row_q4_K`).
 pub fn dequantize_q4_k(src: &[u8], dst: &mut [f32]) {
+    dequantize_q4_k_with(src, dst, crate::fault::active(Fault::Fp16ScaleTrunc));
+}
+
+/// `x` truncated to bf16 (its low 16 bits cleared) and widened back: the FP16-SCALE-TRUNC
+/// mutant's view of an fp16 scale (#181: `d`/`dmin` lose the 3 low bits of their mantissa).
+#[inline(always)]
+pub fn through_bf16(x: f32) -> f32 {
+    f32::from_bits(x.to_bits() & 0xFFFF_0000)
+}
+
+/// [`dequantize_q4_k`], or with `trunc` its FP16-SCALE-TRUNC mutant (`d`, `dmin` through
+/// [`through_bf16`]); tests pass the mutation explicitly instead of flipping the fault switch.
+pub fn dequantize_q4_k_with(src: &[u8], dst: &mut [f32], trunc: bool) {
     for (b, y) in blocks::<Q4_K_BYTES>(src, dst) {
-        let d = f16_to_f32(le16(b, 0));
-        let dmin = f16_to_f32(le16(b, 2));
+        let mut d = f16_to_f32(le16(b, 0));
+        let mut dmin = f16_to_f32(le16(b, 2));
+        if trunc {
+            (d, dmin) = (through_bf16(d), through_bf16(dmin));
+        }
         let (sc, m) = b[4..16]
             .first_chunk::<12>()
             .map_or(([0; 8], [0; 8]), unpack_scales_min_k4);

@@ -15,6 +15,7 @@
 use super::float::{f16_to_f32, f32_to_f16};
 use super::{le16, le32};
 use crate::dtype::GgmlType;
+use crate::fault::Fault;
 
 /// Values per legacy block.
 const QK: usize = 32;
@@ -75,6 +76,14 @@ pub fn dequantize_q4_1(src: &[u8], dst: &mut [f32]) {
 
 /// Q5_0 → f32: y = ((nib | hbit << 4) − 16) · h(d).
 pub fn dequantize_q5_0(src: &[u8], dst: &mut [f32]) {
+    dequantize_q5_0_with(src, dst, crate::fault::active(Fault::Q5NibbleOrder));
+}
+
+/// [`dequantize_q5_0`], or with `swap` its Q5-NIBBLE-ORDER mutant (element j takes the high
+/// nibble of `qs[j]`, element j + 16 the low one; the `qh` bits stay in place). Tests pass
+/// the mutation explicitly instead of flipping the fault switch.
+pub fn dequantize_q5_0_with(src: &[u8], dst: &mut [f32], swap: bool) {
+    let rot = if swap { 4 } else { 0 };
     for (b, y) in src.chunks_exact(Q5_0_SIZE).zip(dst.chunks_exact_mut(QK)) {
         let d = f16_to_f32(le16(b, 0));
         let qh = le32(b, 2);
@@ -85,7 +94,7 @@ pub fn dequantize_q5_0(src: &[u8], dst: &mut [f32]) {
             .zip(hi.iter_mut())
             .enumerate()
         {
-            let (q0, q1) = q5_values(q, qh, j);
+            let (q0, q1) = q5_values(q.rotate_left(rot), qh, j);
             *l = (q0 - 16) as f32 * d;
             *h = (q1 - 16) as f32 * d;
         }
@@ -94,6 +103,12 @@ pub fn dequantize_q5_0(src: &[u8], dst: &mut [f32]) {
 
 /// Q5_1 → f32: y = (nib | hbit << 4) · h(d) + h(m).
 pub fn dequantize_q5_1(src: &[u8], dst: &mut [f32]) {
+    dequantize_q5_1_with(src, dst, crate::fault::active(Fault::Q5NibbleOrder));
+}
+
+/// [`dequantize_q5_1`], or with `swap` its Q5-NIBBLE-ORDER mutant (as [`dequantize_q5_0_with`]).
+pub fn dequantize_q5_1_with(src: &[u8], dst: &mut [f32], swap: bool) {
+    let rot = if swap { 4 } else { 0 };
     for (b, y) in src.chunks_exact(Q5_1_SIZE).zip(dst.chunks_exact_mut(QK)) {
         let d = f16_to_f32(le16(b, 0));
         let m = f16_to_f32(le16(b, 2));
@@ -105,7 +120,7 @@ pub fn dequantize_q5_1(src: &[u8], dst: &mut [f32]) {
             .zip(hi.iter_mut())
             .enumerate()
         {
-            let (q0, q1) = q5_values(q, qh, j);
+            let (q0, q1) = q5_values(q.rotate_left(rot), qh, j);
             *l = q0 as f32 * d + m;
             *h = q1 as f32 * d + m;
         }

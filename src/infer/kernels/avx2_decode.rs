@@ -5,7 +5,7 @@
 use std::arch::x86_64::*;
 
 use super::f16::f16;
-use crate::quant::kquants::unpack_scales_min_k4;
+use crate::quant::kquants::{through_bf16, unpack_scales_min_k4};
 
 /// Decodes blocks of one dtype: `visit(p, f)` calls `f(i, lo, hi)` for i = 0..BLOCK/16.
 pub(super) trait Dec256 {
@@ -212,12 +212,14 @@ impl Dec256 for Q4_1 {
     }
 }
 
-/// The four 8-value 5-bit code groups of a Q5 block (nibbles | qh bit << 4).
+/// The four 8-value 5-bit code groups of a Q5 block (nibbles | qh bit << 4); `SWAP`: the
+/// Q5-NIBBLE-ORDER mutant (high nibbles first).
 #[target_feature(enable = "avx2,fma,f16c")]
 #[inline]
-unsafe fn codes5(qs: *const u8, qh: u32) -> [__m256i; 4] {
+unsafe fn codes5<const SWAP: bool>(qs: *const u8, qh: u32) -> [__m256i; 4] {
     // SAFETY: 16 readable bytes (caller).
     let n = unsafe { nibbles16(qs) };
+    let n = if SWAP { [n[2], n[3], n[0], n[1]] } else { n };
     [
         _mm256_or_si256(n[0], bits_to_4(qh, 0)),
         _mm256_or_si256(n[1], bits_to_4(qh, 8)),
@@ -226,9 +228,9 @@ unsafe fn codes5(qs: *const u8, qh: u32) -> [__m256i; 4] {
     ]
 }
 
-/// Q5_0: `(q − 16)·d`.
-pub(super) struct Q5_0;
-impl Dec256 for Q5_0 {
+/// Q5_0: `(q − 16)·d`. `SWAP = true` is the Q5-NIBBLE-ORDER mutant (`crate::fault`).
+pub(super) struct Q5_0<const SWAP: bool = false>;
+impl<const SWAP: bool> Dec256 for Q5_0<SWAP> {
     const BLOCK: usize = 32;
     const BYTES: usize = 22;
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -237,16 +239,16 @@ impl Dec256 for Q5_0 {
         // SAFETY: 22 readable bytes.
         unsafe {
             let d = f16_at(p);
-            let c = codes5(p.add(6), rd32(p.add(2)));
+            let c = codes5::<SWAP>(p.add(6), rd32(p.add(2)));
             f(0, sym(c[0], 16, d), sym(c[1], 16, d));
             f(1, sym(c[2], 16, d), sym(c[3], 16, d));
         }
     }
 }
 
-/// Q5_1: `q·d + m`.
-pub(super) struct Q5_1;
-impl Dec256 for Q5_1 {
+/// Q5_1: `q·d + m`. `SWAP = true` is the Q5-NIBBLE-ORDER mutant (`crate::fault`).
+pub(super) struct Q5_1<const SWAP: bool = false>;
+impl<const SWAP: bool> Dec256 for Q5_1<SWAP> {
     const BLOCK: usize = 32;
     const BYTES: usize = 24;
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -255,24 +257,28 @@ impl Dec256 for Q5_1 {
         // SAFETY: 24 readable bytes.
         unsafe {
             let (d, m) = (f16_at(p), f16_at(p.add(2)));
-            let c = codes5(p.add(8), rd32(p.add(4)));
+            let c = codes5::<SWAP>(p.add(8), rd32(p.add(4)));
             f(0, affine(c[0], d, m), affine(c[1], d, m));
             f(1, affine(c[2], d, m), affine(c[3], d, m));
         }
     }
 }
 
-/// `d·sc[j]`, `dmin·m[j]` of a Q4_K/Q5_K header.
+/// `d·sc[j]`, `dmin·m[j]` of a Q4_K/Q5_K header; `TRUNC`: the FP16-SCALE-TRUNC mutant
+/// (`d`, `dmin` through bf16).
 #[inline(always)]
-unsafe fn k4_scales(p: *const u8) -> ([f32; 8], [f32; 8]) {
+unsafe fn k4_scales<const TRUNC: bool>(p: *const u8) -> ([f32; 8], [f32; 8]) {
     // SAFETY: 16 readable bytes (caller).
-    let (d, dmin, q) = unsafe {
+    let (mut d, mut dmin, q) = unsafe {
         (
             f16(rd16(p)),
             f16(rd16(p.add(2))),
             &*p.add(4).cast::<[u8; 12]>(),
         )
     };
+    if TRUNC {
+        (d, dmin) = (through_bf16(d), through_bf16(dmin));
+    }
     let (sc, m) = unpack_scales_min_k4(q);
     let mut ds = [0f32; 8];
     let mut ms = [0f32; 8];
@@ -283,9 +289,9 @@ unsafe fn k4_scales(p: *const u8) -> ([f32; 8], [f32; 8]) {
     (ds, ms)
 }
 
-/// Q4_K: `(d·sc)·q − dmin·m`.
-pub(super) struct Q4K;
-impl Dec256 for Q4K {
+/// Q4_K: `(d·sc)·q − dmin·m`. `TRUNC = true` is the FP16-SCALE-TRUNC mutant (`crate::fault`).
+pub(super) struct Q4K<const TRUNC: bool = false>;
+impl<const TRUNC: bool> Dec256 for Q4K<TRUNC> {
     const BLOCK: usize = 256;
     const BYTES: usize = 144;
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -293,7 +299,7 @@ impl Dec256 for Q4K {
     unsafe fn visit<F: FnMut(usize, __m256, __m256)>(p: *const u8, mut f: F) {
         // SAFETY: 144 readable bytes.
         unsafe {
-            let (ds, ms) = k4_scales(p);
+            let (ds, ms) = k4_scales::<TRUNC>(p);
             for c in 0..4 {
                 let q = p.add(16 + 32 * c);
                 let (a, b) = (nibbles16(q), nibbles16(q.add(16)));
@@ -319,7 +325,7 @@ impl Dec256 for Q5K {
     unsafe fn visit<F: FnMut(usize, __m256, __m256)>(p: *const u8, mut f: F) {
         // SAFETY: 176 readable bytes.
         unsafe {
-            let (ds, ms) = k4_scales(p);
+            let (ds, ms) = k4_scales::<false>(p);
             let qh = [
                 bytes8(p.add(16)),
                 bytes8(p.add(24)),
@@ -394,5 +400,90 @@ impl Dec256 for Q6K {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fault mutants of this decoder (`Q4K<true>`, `Q5_0<true>`, `Q5_1<true>`) equal the
+    //! codec's (`quant::*_with(.., true)`) on ggml's oracle blocks, so an injected fault hits
+    //! every path alike; the clean ones equal the clean codec. NaN equals NaN here (payloads
+    //! are not part of the kernel contract).
+    use super::*;
+    use crate::dtype::GgmlType;
+    use crate::gates::quant::{parse, ORACLE_FILES};
+    use crate::quant::{kquants, legacy};
+
+    fn blocks(t: GgmlType) -> Vec<u8> {
+        let (f, b) = ORACLE_FILES
+            .into_iter()
+            .find(|(f, _)| f.eq_ignore_ascii_case(t.name()))
+            .expect("oracle file");
+        let v = parse(f, b).expect("parses");
+        v.sections.iter().flat_map(|s| s.blocks.to_vec()).collect()
+    }
+
+    fn decode<D: Dec256>(b: &[u8]) -> Vec<f32> {
+        let mut out = vec![0f32; b.len() / D::BYTES * D::BLOCK];
+        for (blk, o) in b.chunks_exact(D::BYTES).zip(out.chunks_exact_mut(D::BLOCK)) {
+            // SAFETY: AVX2/FMA/F16C checked by the caller; `blk` holds BYTES bytes.
+            unsafe {
+                D::visit(blk.as_ptr(), |i, lo, hi| {
+                    _mm256_storeu_ps(o.as_mut_ptr().add(16 * i), lo);
+                    _mm256_storeu_ps(o.as_mut_ptr().add(16 * i + 8), hi);
+                })
+            };
+        }
+        out
+    }
+
+    fn same(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                "{what}: value {i}: {x:e} vs {y:e}"
+            );
+        }
+    }
+
+    #[test]
+    fn mutant_decoders_equal_the_codec_mutants() {
+        if !(is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c"))
+        {
+            return;
+        }
+        type Codec = fn(&[u8], &mut [f32], bool);
+        let run = |t: GgmlType,
+                   codec: Codec,
+                   clean: fn(&[u8]) -> Vec<f32>,
+                   mutant: fn(&[u8]) -> Vec<f32>| {
+            let b = blocks(t);
+            for (m, simd) in [(false, clean(&b)), (true, mutant(&b))] {
+                let mut want = vec![0f32; simd.len()];
+                codec(&b, &mut want, m);
+                same(&simd, &want, &format!("{t} mutant={m}"));
+            }
+        };
+        run(
+            GgmlType::Q4_K,
+            kquants::dequantize_q4_k_with,
+            decode::<Q4K>,
+            decode::<Q4K<true>>,
+        );
+        run(
+            GgmlType::Q5_0,
+            legacy::dequantize_q5_0_with,
+            decode::<Q5_0>,
+            decode::<Q5_0<true>>,
+        );
+        run(
+            GgmlType::Q5_1,
+            legacy::dequantize_q5_1_with,
+            decode::<Q5_1>,
+            decode::<Q5_1<true>>,
+        );
     }
 }

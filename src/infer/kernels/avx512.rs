@@ -9,6 +9,7 @@ use std::arch::x86_64::*;
 
 use super::avx512_decode::{Bf16, Dec512, F16, F32, Q4K, Q4_0, Q4_1, Q5K, Q5_0, Q5_1, Q6K, Q8_0};
 use super::matrix::{Fast, TILE_ROWS, TILE_TOKENS};
+use crate::fault::{self, Fault};
 
 /// Row groups ahead to prefetch: while a group of R rows is computed, the same positions of
 /// the rows that many groups later are prefetched, so the (row-major, contiguous) matrix
@@ -124,9 +125,18 @@ pub(super) unsafe fn matvec(
             Fast::Bf16 => matvec_t::<Bf16>(data, row_bytes, x, n_blocks, first, out),
             Fast::Q4_0 => matvec_t::<Q4_0>(data, row_bytes, x, n_blocks, first, out),
             Fast::Q4_1 => matvec_t::<Q4_1>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q5_0 if fault::active(Fault::Q5NibbleOrder) => {
+                matvec_t::<Q5_0<true>>(data, row_bytes, x, n_blocks, first, out)
+            }
             Fast::Q5_0 => matvec_t::<Q5_0>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q5_1 if fault::active(Fault::Q5NibbleOrder) => {
+                matvec_t::<Q5_1<true>>(data, row_bytes, x, n_blocks, first, out)
+            }
             Fast::Q5_1 => matvec_t::<Q5_1>(data, row_bytes, x, n_blocks, first, out),
             Fast::Q8_0 => matvec_t::<Q8_0>(data, row_bytes, x, n_blocks, first, out),
+            Fast::Q4K if fault::active(Fault::Fp16ScaleTrunc) => {
+                matvec_t::<Q4K<true>>(data, row_bytes, x, n_blocks, first, out)
+            }
             Fast::Q4K => matvec_t::<Q4K>(data, row_bytes, x, n_blocks, first, out),
             Fast::Q5K => matvec_t::<Q5K>(data, row_bytes, x, n_blocks, first, out),
             Fast::Q6K => matvec_t::<Q6K>(data, row_bytes, x, n_blocks, first, out),
@@ -162,9 +172,18 @@ pub(super) unsafe fn decode(fast: Fast, p: *const u8, n_blocks: usize, out: *mut
             Fast::Bf16 => decode_t::<Bf16>(p, n_blocks, out),
             Fast::Q4_0 => decode_t::<Q4_0>(p, n_blocks, out),
             Fast::Q4_1 => decode_t::<Q4_1>(p, n_blocks, out),
+            Fast::Q5_0 if fault::active(Fault::Q5NibbleOrder) => {
+                decode_t::<Q5_0<true>>(p, n_blocks, out)
+            }
             Fast::Q5_0 => decode_t::<Q5_0>(p, n_blocks, out),
+            Fast::Q5_1 if fault::active(Fault::Q5NibbleOrder) => {
+                decode_t::<Q5_1<true>>(p, n_blocks, out)
+            }
             Fast::Q5_1 => decode_t::<Q5_1>(p, n_blocks, out),
             Fast::Q8_0 => decode_t::<Q8_0>(p, n_blocks, out),
+            Fast::Q4K if fault::active(Fault::Fp16ScaleTrunc) => {
+                decode_t::<Q4K<true>>(p, n_blocks, out)
+            }
             Fast::Q4K => decode_t::<Q4K>(p, n_blocks, out),
             Fast::Q5K => decode_t::<Q5K>(p, n_blocks, out),
             Fast::Q6K => decode_t::<Q6K>(p, n_blocks, out),

@@ -14,6 +14,7 @@
 use std::arch::x86_64::*;
 
 use super::f16::f16;
+use crate::quant::kquants::through_bf16;
 
 /// Decodes blocks of one dtype. `visit(p, f)` calls `f(i, v)` for i = 0..BLOCK/16 in order,
 /// `v` being values `16i..16i+16` of the block starting at `p`.
@@ -168,9 +169,24 @@ fn pick32(idx: __m512i, k: __mmask16, t_lo: __m512, t_hi: __m512) -> __m512 {
     _mm512_mask_permutexvar_ps(_mm512_permutexvar_ps(idx, t_lo), k, idx, t_hi)
 }
 
+/// The permute indices of values 0..16 and 16..32 of a Q5 block from its 16 `qs` bytes (one
+/// per dword): low nibbles then high nibbles (the permutes read bits 0..4 only); `SWAP`: the
+/// Q5-NIBBLE-ORDER mutant's reversed order.
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
+#[inline]
+fn nibble_halves<const SWAP: bool>(b: __m512i) -> (__m512i, __m512i) {
+    let hi = _mm512_srli_epi32::<4>(b);
+    if SWAP {
+        (hi, b)
+    } else {
+        (b, hi)
+    }
+}
+
 /// Q5_0: tables `(q − 16)·d` for q < 16 and q ≥ 16; bit j of `qh` is the fifth bit of value j.
-pub(super) struct Q5_0;
-impl Dec512 for Q5_0 {
+/// `SWAP = true` is the Q5-NIBBLE-ORDER mutant (`crate::fault`): high nibbles first.
+pub(super) struct Q5_0<const SWAP: bool = false>;
+impl<const SWAP: bool> Dec512 for Q5_0<SWAP> {
     const BLOCK: usize = 32;
     const BYTES: usize = 22;
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
@@ -182,19 +198,16 @@ impl Dec512 for Q5_0 {
             let qh = rd32(p.add(2));
             let t_lo = _mm512_mul_ps(iota(-16.0), d);
             let t_hi = _mm512_mul_ps(iota(0.0), d);
-            let b = bytes16(p.add(6));
-            f(0, pick32(b, qh as u16, t_lo, t_hi));
-            f(
-                1,
-                pick32(_mm512_srli_epi32::<4>(b), (qh >> 16) as u16, t_lo, t_hi),
-            );
+            let (first, second) = nibble_halves::<SWAP>(bytes16(p.add(6)));
+            f(0, pick32(first, qh as u16, t_lo, t_hi));
+            f(1, pick32(second, (qh >> 16) as u16, t_lo, t_hi));
         }
     }
 }
 
-/// Q5_1: tables `q·d + m`.
-pub(super) struct Q5_1;
-impl Dec512 for Q5_1 {
+/// Q5_1: tables `q·d + m`. `SWAP = true` is the Q5-NIBBLE-ORDER mutant (`crate::fault`).
+pub(super) struct Q5_1<const SWAP: bool = false>;
+impl<const SWAP: bool> Dec512 for Q5_1<SWAP> {
     const BLOCK: usize = 32;
     const BYTES: usize = 24;
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
@@ -206,12 +219,9 @@ impl Dec512 for Q5_1 {
             let qh = rd32(p.add(4));
             let t_lo = _mm512_add_ps(_mm512_mul_ps(iota(0.0), d), m);
             let t_hi = _mm512_add_ps(_mm512_mul_ps(iota(16.0), d), m);
-            let b = bytes16(p.add(8));
-            f(0, pick32(b, qh as u16, t_lo, t_hi));
-            f(
-                1,
-                pick32(_mm512_srli_epi32::<4>(b), (qh >> 16) as u16, t_lo, t_hi),
-            );
+            let (first, second) = nibble_halves::<SWAP>(bytes16(p.add(8)));
+            f(0, pick32(first, qh as u16, t_lo, t_hi));
+            f(1, pick32(second, (qh >> 16) as u16, t_lo, t_hi));
         }
     }
 }
@@ -221,11 +231,13 @@ impl Dec512 for Q5_1 {
 /// `quant::kquants::get_scale_min_k4`: bytes 0..4 hold sc0..3 and the high bits of sc4..7, bytes
 /// 4..8 m0..3 and the high bits of m4..7, bytes 8..12 the low nibbles of sc4..7 | m4..7 << 4),
 /// then converted and multiplied in one vector each.
+///
+/// `TRUNC`: the FP16-SCALE-TRUNC mutant (`d`, `dmin` through bf16).
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
 #[inline]
-unsafe fn k4_scales(p: *const u8) -> ([f32; 8], [f32; 8]) {
+unsafe fn k4_scales<const TRUNC: bool>(p: *const u8) -> ([f32; 8], [f32; 8]) {
     // SAFETY: 16 readable bytes at p (caller).
-    let (d, dmin, a, b, c) = unsafe {
+    let (mut d, mut dmin, a, b, c) = unsafe {
         (
             f16(rd16(p)),
             f16(rd16(p.add(2))),
@@ -234,6 +246,9 @@ unsafe fn k4_scales(p: *const u8) -> ([f32; 8], [f32; 8]) {
             rd32(p.add(12)),
         )
     };
+    if TRUNC {
+        (d, dmin) = (through_bf16(d), through_bf16(dmin));
+    }
     let sc =
         u64::from(a & 0x3F3F_3F3F) | u64::from((c & 0x0F0F_0F0F) | ((a >> 2) & 0x3030_3030)) << 32;
     let m = u64::from(b & 0x3F3F_3F3F)
@@ -250,8 +265,9 @@ unsafe fn k4_scales(p: *const u8) -> ([f32; 8], [f32; 8]) {
 
 /// Q4_K: per sub-block table `(d·sc)·q − dmin·m`; chunk c (64 values) = low nibbles of
 /// `qs[32c..32c+32]` (sub-block 2c), then their high nibbles (sub-block 2c+1).
-pub(super) struct Q4K;
-impl Dec512 for Q4K {
+/// `TRUNC = true` is the FP16-SCALE-TRUNC mutant (`crate::fault`).
+pub(super) struct Q4K<const TRUNC: bool = false>;
+impl<const TRUNC: bool> Dec512 for Q4K<TRUNC> {
     const BLOCK: usize = 256;
     const BYTES: usize = 144;
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma,f16c")]
@@ -259,7 +275,7 @@ impl Dec512 for Q4K {
     unsafe fn visit<F: FnMut(usize, __m512)>(p: *const u8, mut f: F) {
         // SAFETY: 144 readable bytes (caller).
         unsafe {
-            let (ds, ms) = k4_scales(p);
+            let (ds, ms) = k4_scales::<TRUNC>(p);
             let io = iota(0.0);
             for c in 0..4 {
                 let q = p.add(16 + 32 * c);
@@ -365,7 +381,7 @@ impl Dec512 for Q5K {
     unsafe fn visit<F: FnMut(usize, __m512)>(p: *const u8, mut f: F) {
         // SAFETY: 176 readable bytes (caller).
         unsafe {
-            let (ds, ms) = k4_scales(p);
+            let (ds, ms) = k4_scales::<false>(p);
             let h = (bytes16(p.add(16)), bytes16(p.add(32)));
             Self::chunk::<0, 0, 1, F>(p, h, &ds, &ms, &mut f);
             Self::chunk::<1, 2, 3, F>(p, h, &ds, &ms, &mut f);
@@ -445,5 +461,87 @@ impl Dec512 for Q6K {
                 f(2 * r + 7, b);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fault mutants of this decoder (`Q4K<true>`, `Q5_0<true>`, `Q5_1<true>`) equal the
+    //! codec's (`quant::*_with(.., true)`) on ggml's oracle blocks, so an injected fault hits
+    //! every path alike; the clean ones equal the clean codec. NaN equals NaN here (payloads
+    //! are not part of the kernel contract).
+    use super::*;
+    use crate::dtype::GgmlType;
+    use crate::gates::quant::{parse, ORACLE_FILES};
+    use crate::infer::kernels::SimdLevel;
+    use crate::quant::{kquants, legacy};
+
+    fn blocks(t: GgmlType) -> Vec<u8> {
+        let (f, b) = ORACLE_FILES
+            .into_iter()
+            .find(|(f, _)| f.eq_ignore_ascii_case(t.name()))
+            .expect("oracle file");
+        let v = parse(f, b).expect("parses");
+        v.sections.iter().flat_map(|s| s.blocks.to_vec()).collect()
+    }
+
+    fn decode<D: Dec512>(b: &[u8]) -> Vec<f32> {
+        let mut out = vec![0f32; b.len() / D::BYTES * D::BLOCK];
+        for (blk, o) in b.chunks_exact(D::BYTES).zip(out.chunks_exact_mut(D::BLOCK)) {
+            // SAFETY: AVX-512 checked by the caller; `blk` holds BYTES bytes.
+            unsafe {
+                D::visit(blk.as_ptr(), |i, v| {
+                    _mm512_storeu_ps(o.as_mut_ptr().add(16 * i), v);
+                })
+            };
+        }
+        out
+    }
+
+    fn same(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                "{what}: value {i}: {x:e} vs {y:e}"
+            );
+        }
+    }
+
+    #[test]
+    fn mutant_decoders_equal_the_codec_mutants() {
+        if !SimdLevel::Avx512.available() {
+            return;
+        }
+        type Codec = fn(&[u8], &mut [f32], bool);
+        let run = |t: GgmlType,
+                   codec: Codec,
+                   clean: fn(&[u8]) -> Vec<f32>,
+                   mutant: fn(&[u8]) -> Vec<f32>| {
+            let b = blocks(t);
+            for (m, simd) in [(false, clean(&b)), (true, mutant(&b))] {
+                let mut want = vec![0f32; simd.len()];
+                codec(&b, &mut want, m);
+                same(&simd, &want, &format!("{t} mutant={m}"));
+            }
+        };
+        run(
+            GgmlType::Q4_K,
+            kquants::dequantize_q4_k_with,
+            decode::<Q4K>,
+            decode::<Q4K<true>>,
+        );
+        run(
+            GgmlType::Q5_0,
+            legacy::dequantize_q5_0_with,
+            decode::<Q5_0>,
+            decode::<Q5_0<true>>,
+        );
+        run(
+            GgmlType::Q5_1,
+            legacy::dequantize_q5_1_with,
+            decode::<Q5_1>,
+            decode::<Q5_1<true>>,
+        );
     }
 }
