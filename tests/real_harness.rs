@@ -82,6 +82,30 @@ fn the_ci_run_leaves_the_model_directory_unchanged() {
         .map(|x| x.category.as_str())
         .collect();
     assert_eq!(cats.len(), 6, "every MQS category judged: {cats:?}");
+    // Every gate but the conversion-speed ratio must be corroborated on the real model. The
+    // speed floor (issue #4: GGUF->APR within 1.5x of cp) is reported, not asserted here: it
+    // is a measured target still open, and its verdict stays in the evidence and the MQS.
+    let failed: Vec<String> = e
+        .evidence
+        .iter()
+        .filter(|x| {
+            x.gate_id != "F-PERF-001" && x.outcome != apr_qa::evidence::Outcome::Corroborated
+        })
+        .map(|x| format!("{} {:?}: {}", x.gate_id, x.outcome, x.reason))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "gates not corroborated on Qwen: {failed:#?}"
+    );
+    for x in e.evidence.iter().filter(|x| x.gate_id == "F-PERF-001") {
+        println!("F-PERF-001 {:?}: {}", x.outcome, x.reason);
+    }
+    println!(
+        "Qwen ci playbook: MQS {:.1} ({}), {} s",
+        e.mqs.normalized,
+        e.mqs.status,
+        e.summary.duration_ms / 1000
+    );
 }
 
 /// Issue #5: chat "What is 2+2?", greedy, 16 tokens → "2 + 2 equals 4."
