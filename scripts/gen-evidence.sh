@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Regenerates evidence/qwen2.5-coder-0.5b/evidence.json from a real run of the Qwen ci
-# playbook (needs scripts/fetch-models.sh). The run's exit code is recorded beside it; the
-# evidence is committed as measured, falsified gates included.
+# Regenerates evidence/qwen2.5-coder-0.5b/{evidence.json,summary.txt,report.html,junit.xml,
+# report.md} from a real run of the Qwen ci playbook (needs scripts/fetch-models.sh). The run's
+# exit code is recorded beside it; the evidence is committed as measured, falsified gates
+# included, and the reports are rendered from that evidence file alone.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet || exit 2
@@ -14,4 +15,5 @@ trap 'rm -rf "$tmp"' EXIT
 code=${PIPESTATUS[0]}
 cp "$tmp/evidence.json" "$out/evidence.json"
 { echo "exit code: $code"; echo "wall seconds: $(cat "$tmp/wall")"; echo "host: $(hostname), $(nproc) cores"; echo; cat "$tmp/summary.txt"; } > "$out/summary.txt"
-echo "wrote $out/evidence.json (exit $code)"
+target/release/apr-qa report "$out/evidence.json" -o "$out" >/dev/null || exit 2
+echo "wrote $out/{evidence.json,summary.txt,report.html,junit.xml,report.md} (run exit $code)"
