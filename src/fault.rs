@@ -40,7 +40,8 @@ pub enum Fault {
     Q5NibbleOrder,
     /// A writer places tensor data off the file's alignment (offset + half the alignment).
     OffsetMisalign,
-    /// Tied embeddings: the engine loses lm_head (the output projection reads zeros).
+    /// The engine loses lm_head: zeros when embeddings are tied, else the token embedding used
+    /// in place of `output.weight`.
     TiedEmbedDrop,
     /// The engine ignores the model's rope base and uses a default (10000).
     RopeThetaDefault,
@@ -117,7 +118,7 @@ impl Fault {
             Self::Fp16ScaleTrunc => "Q4_K d/dmin rounded through bf16 in the dequantizer",
             Self::Q5NibbleOrder => "Q5_0/Q5_1 high/low nibble order swapped in the dequantizer",
             Self::OffsetMisalign => "a writer places tensor data half an alignment off",
-            Self::TiedEmbedDrop => "tied embeddings: the engine's lm_head reads zeros",
+            Self::TiedEmbedDrop => "lm_head lost: zeros if tied, else token_embd replaces output.weight",
             Self::RopeThetaDefault => "the engine replaces the model's rope base by 10000",
             Self::NondeterministicReduction => "a sum whose order depends on the thread count",
             Self::KvCacheOffByOne => "the KV cache writes each step one slot off",

@@ -205,16 +205,22 @@ impl Session<'_> {
                 &mut b.h[t * ne..(t + 1) * ne],
             );
         }
-        // TIED-EMBED-DROP: the tied output projection yields zeros instead of running.
+        // TIED-EMBED-DROP, lm_head lost: with tied embeddings the output projection yields
+        // zeros; with an own output.weight the engine drops it and projects with the token
+        // embedding as if the model were tied.
         let drop_lm_head = mutants.drop_tied_lm_head && e.tied_embeddings();
+        let output = if mutants.drop_tied_lm_head && !e.tied_embeddings() {
+            &e.token_embd
+        } else {
+            &e.output
+        };
         let nv = c.n_vocab;
         let mut t0 = first;
         while t0 < n {
             let m = LOGITS_CHUNK.min(n - t0);
             let mut l = vec![0f32; m * nv];
             if !drop_lm_head {
-                e.output
-                    .matmul(pool, level, &b.h[t0 * ne..(t0 + m) * ne], m, &mut l);
+                output.matmul(pool, level, &b.h[t0 * ne..(t0 + m) * ne], m, &mut l);
             }
             if m == 1 {
                 out.push(l);

@@ -16,7 +16,8 @@ pub(crate) const DEFAULT_ROPE_BASE: f32 = 10_000.0;
 /// Which mutants are on for one forward chunk.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct Mutants {
-    /// TIED-EMBED-DROP: with tied embeddings, the output projection yields zeros.
+    /// TIED-EMBED-DROP, lm_head lost: tied models project to zeros; a model with its own
+    /// `output.weight` has it dropped and projects with the token embedding.
     pub drop_tied_lm_head: bool,
     /// ROPE-THETA-DEFAULT: the model's `rope.freq_base` is replaced by [`DEFAULT_ROPE_BASE`].
     pub default_rope_base: bool,
