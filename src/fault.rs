@@ -118,7 +118,7 @@ impl Fault {
             Self::Fp16ScaleTrunc => "Q4_K d/dmin rounded through bf16 in the dequantizer",
             Self::Q5NibbleOrder => "Q5_0/Q5_1 high/low nibble order swapped in the dequantizer",
             Self::OffsetMisalign => "a writer places tensor data half an alignment off",
-            Self::TiedEmbedDrop => "lm_head lost: zeros if tied, else token_embd replaces output.weight",
+            Self::TiedEmbedDrop => "lm_head lost: zeros if tied, else token_embd for output.weight",
             Self::RopeThetaDefault => "the engine replaces the model's rope base by 10000",
             Self::NondeterministicReduction => "a sum whose order depends on the thread count",
             Self::KvCacheOffByOne => "the KV cache writes each step one slot off",
