@@ -4,41 +4,22 @@
 //! Linux keeps no peak for it). Default model: the real Qwen2.5-Coder-0.5B Q4_K_M.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+#[path = "common/anon_peak.rs"]
+mod anon_peak;
+use anon_peak::AnonPeak;
 
 use apr_qa::convert::{convert, DtypeChoice, Target};
 
-fn rss_anon_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("RssAnon:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 /// Runs `f`, returning its wall time and the peak RssAnon above the level before it (KB).
 fn measured(f: impl FnOnce()) -> (Duration, u64) {
-    let base = rss_anon_kb();
-    let peak = Arc::new(AtomicU64::new(base));
-    let stop = Arc::new(AtomicBool::new(false));
-    let (p, s) = (Arc::clone(&peak), Arc::clone(&stop));
-    let sampler = std::thread::spawn(move || {
-        while !s.load(Ordering::Relaxed) {
-            p.fetch_max(rss_anon_kb(), Ordering::Relaxed);
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    });
+    let peak = AnonPeak::start();
     let t0 = Instant::now();
     f();
     let took = t0.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let _ = sampler.join();
-    (took, peak.load(Ordering::Relaxed).saturating_sub(base))
+    let (base, top) = peak.stop();
+    (took, top.saturating_sub(base))
 }
 
 fn best_of(n: usize, mut f: impl FnMut() -> (Duration, u64)) -> (Duration, u64) {

@@ -18,6 +18,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
+#[path = "common/anon_peak.rs"]
+mod anon_peak;
+use anon_peak::AnonPeak;
+
 use apr_qa::infer::engine::{Engine, EngineOptions};
 use apr_qa::infer::sampling::argmax;
 use apr_qa::model::Model;
@@ -233,58 +237,6 @@ fn main() {
         (kv >> 20) + 100,
         file >> 20
     );
-}
-
-/// Samples this process's `RssAnon` (KB) every 2 ms until stopped.
-struct AnonPeak {
-    base: u64,
-    peak: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-fn rss_anon_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("RssAnon:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-impl AnonPeak {
-    fn start() -> Self {
-        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-        use std::sync::Arc;
-        let base = rss_anon_kb();
-        let peak = Arc::new(AtomicU64::new(base));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (p, s) = (Arc::clone(&peak), Arc::clone(&stop));
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                p.fetch_max(rss_anon_kb(), Ordering::Relaxed);
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-        });
-        Self {
-            base,
-            peak,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// (KB at start, peak KB).
-    fn stop(mut self) -> (u64, u64) {
-        use std::sync::atomic::Ordering;
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        (self.base, self.peak.load(Ordering::Relaxed))
-    }
 }
 
 const ROUNDS: usize = 5;

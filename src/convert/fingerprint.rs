@@ -103,6 +103,28 @@ pub fn hex(d: impl AsRef<[u8]>) -> String {
     d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A writer that only hashes (sha256) what is written to it: for tensors produced by a
+/// `write_tensor`-style callback, hashed without being held in memory.
+#[derive(Default)]
+pub struct Sha256Sink(Sha256);
+
+impl Sha256Sink {
+    /// The lower-case hex digest of everything written.
+    pub fn hex_digest(self) -> String {
+        hex(self.0.finalize())
+    }
+}
+
+impl std::io::Write for Sha256Sink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.update(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Fingerprints one tensor.
 pub fn fingerprint_tensor(model: &Model, t: &Tensor) -> Result<TensorPrint, QuantError> {
     let raw = hex(Sha256::digest(model.tensor_data(t)));

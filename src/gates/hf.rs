@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 
 use super::{GateCtx, Judgement};
+use crate::convert::fingerprint::Sha256Sink;
 use crate::convert::{convert, DtypeChoice, Target};
 use crate::formats::gguf::GgufValue;
 use crate::metrics;
@@ -52,7 +52,7 @@ pub fn export_complete(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
     let theirs: HashMap<String, String> = (0..back.tensors.len())
         .into_par_iter()
         .map(|i| {
-            let mut h = HashSink(Sha256::new());
+            let mut h = Sha256Sink::default();
             back.write_tensor(i, &mut h)
                 .map_err(|e| format!("reading exported tensor {i}: {e}"))?;
             let name = back
@@ -60,7 +60,7 @@ pub fn export_complete(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
                 .get(i)
                 .map(|t| t.name.clone())
                 .unwrap_or_default();
-            Ok((name, crate::convert::fingerprint::hex(h.0.finalize())))
+            Ok((name, h.hex_digest()))
         })
         .collect::<Result<_, String>>()?;
     let mut compared = 0;
@@ -137,17 +137,4 @@ pub fn export_complete(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
         reason,
         metrics! { "tensors_compared" => compared, "tokens" => tokens.len(), "problems" => bad },
     ))
-}
-
-/// Hashes what is written to it.
-struct HashSink(Sha256);
-
-impl std::io::Write for HashSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

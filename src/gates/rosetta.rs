@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 
 use super::conversion::route_to;
 use super::{Fmt, GateCtx, Judgement};
-use sha2::{Digest, Sha256};
 
-use crate::convert::fingerprint::TensorPrint;
+use crate::convert::fingerprint::{Sha256Sink, TensorPrint};
 use crate::convert::requant;
 use crate::convert::DtypeChoice;
 use crate::dtype::GgmlType;
@@ -116,11 +115,11 @@ pub fn f32_export(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
     for (i, p) in src.iter().enumerate() {
         let Some(want) = &p.sha256_f32 else { continue };
         checked += 1;
-        let mut h = HashWriter(Sha256::new());
+        let mut h = Sha256Sink::default();
         export
             .write_tensor(&model, i, &mut h)
             .map_err(|e| e.to_string())?;
-        let got: String = h.0.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let got = h.hex_digest();
         let dtype = written.get(i).map(|t| t.dtype);
         if dtype != Some(GgmlType::F32) || &got != want {
             bad.push(format!(
@@ -139,16 +138,4 @@ pub fn f32_export(ctx: &GateCtx<'_>) -> Result<Judgement, String> {
         reason,
         metrics! { "tensors_checked" => checked, "differing" => bad },
     ))
-}
-
-struct HashWriter(Sha256);
-
-impl std::io::Write for HashWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.update(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }

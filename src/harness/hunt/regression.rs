@@ -33,13 +33,9 @@ use sha2::{Digest, Sha256};
 
 use crate::dtype::GgmlType;
 
-/// Lower-case hex of `b`.
+/// Lower-case hex of `b` (the crate's one hex encoder, `convert::fingerprint::hex`).
 pub fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
+    crate::convert::fingerprint::hex(b)
 }
 
 /// Bytes of a hex string (whitespace ignored).
